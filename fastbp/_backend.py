@@ -1,0 +1,151 @@
+"""Backend registry, availability probing and selection.
+
+Selection order for every kernel call: the ``backend=`` argument, then the innermost
+``with fastbp.use_backend(name):`` block (per thread and per asyncio task), then the
+``FASTBP_BACKEND`` environment variable, then automatic: arrays on an NVIDIA GPU go to
+``cuda``; host arrays go to the first available of ``numba``, ``cython``, ``numpy``.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+import threading
+from dataclasses import dataclass, field
+
+ENV_VAR = "FASTBP_BACKEND"
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for by name but cannot run here; the message says why."""
+
+
+@dataclass
+class _Entry:
+    name: str
+    module: str  # import path of the module implementing the protocol of fastbp.backends
+    device: str  # "cpu" or "cuda"
+    auto_rank: int | None  # position in the automatic order for its device (None: never automatic)
+    description: str
+    _loaded: object = field(default=None, repr=False)
+    _reason: str | None = field(default=None, repr=False)
+    _probed: bool = field(default=False, repr=False)
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_LOCK = threading.Lock()
+_CURRENT = contextvars.ContextVar("fastbp_backend", default=None)
+
+
+def register_backend(name: str, module: str, *, device: str = "cpu", auto_rank: int | None = None,
+                     description: str = "") -> None:
+    """Register a backend: ``module`` is imported on first use; an ImportError (raised by the
+    module itself with a reason, or by a missing dependency) makes the backend unavailable."""
+    with _LOCK:
+        _REGISTRY[name] = _Entry(name, module, device, auto_rank, description)
+
+
+def _probe(entry: _Entry) -> None:
+    if entry._probed:
+        return
+    with _LOCK:
+        if entry._probed:
+            return
+        try:
+            entry._loaded = importlib.import_module(entry.module)
+        except Exception as exc:  # any failure to import means: not available, and why
+            entry._reason = f"{type(exc).__name__}: {exc}"
+        entry._probed = True
+
+
+def _entry(name: str) -> _Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; registered backends: {', '.join(_REGISTRY)}") from None
+
+
+def backend_status() -> dict[str, str | None]:
+    """Map every registered backend to None (available) or the reason it is unavailable."""
+    status = {}
+    for entry in list(_REGISTRY.values()):
+        _probe(entry)
+        status[entry.name] = entry._reason
+    return status
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run here, in registration order."""
+    return [name for name, reason in backend_status().items() if reason is None]
+
+
+def load(name: str):
+    """Return the module of backend ``name``; raise BackendUnavailableError saying why if it cannot run."""
+    entry = _entry(name)
+    _probe(entry)
+    if entry._reason is not None:
+        raise BackendUnavailableError(f"backend {name!r} is unavailable: {entry._reason}")
+    return entry._loaded
+
+
+def device_of(name: str) -> str:
+    return _entry(name).device
+
+
+def is_device_array(a) -> bool:
+    """True for GPU arrays (``__cuda_array_interface__``), which go to the ``cuda`` backend."""
+    return hasattr(a, "__cuda_array_interface__") and not hasattr(a, "__array_interface__")
+
+
+def auto_backend(*arrays) -> str:
+    """The backend automatic selection picks for these arrays."""
+    device = "cuda" if any(is_device_array(a) for a in arrays) else "cpu"
+    ranked = sorted((e for e in _REGISTRY.values() if e.device == device and e.auto_rank is not None),
+                    key=lambda e: e.auto_rank)
+    for entry in ranked:
+        _probe(entry)
+        if entry._reason is None:
+            return entry.name
+    reasons = "; ".join(f"{e.name}: {e._reason}" for e in ranked) or "none registered"
+    raise BackendUnavailableError(f"no available backend for {device} arrays ({reasons})")
+
+
+def selected_name(explicit: str | None = None, *arrays) -> str:
+    """Resolve argument > context > environment > automatic to a backend name."""
+    return explicit or _CURRENT.get() or os.environ.get(ENV_VAR) or auto_backend(*arrays)
+
+
+def select(explicit: str | None = None, *arrays):
+    """The backend module for a kernel call (see the module docstring for the order)."""
+    return load(selected_name(explicit, *arrays))
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Run the block with ``name`` as the default backend (an explicit ``backend=`` still wins).
+
+    Raises at once if the backend is unknown or unavailable.
+    """
+    load(name)
+    token = _CURRENT.set(name)
+    try:
+        yield name
+    finally:
+        _CURRENT.reset(token)
+
+
+def describe() -> list[tuple[str, str, str | None, str]]:
+    """(name, device, reason or None, description) for every registered backend."""
+    status = backend_status()
+    return [(e.name, e.device, status[e.name], e.description) for e in _REGISTRY.values()]
+
+
+register_backend("numpy", "fastbp.backends.numpy_ref", auto_rank=2,
+                 description="NumPy reference (the oracle)")
+register_backend("numba", "fastbp.backends.numba_cpu.backend", auto_rank=0,
+                 description="Numba @njit(parallel=True) CPU kernels")
+register_backend("cython", "fastbp.backends.cython.backend", auto_rank=1,
+                 description="compiled Cython extension (OpenMP, BLAS via scipy)")
+register_backend("cuda", "fastbp.backends.cuda.backend", device="cuda", auto_rank=0,
+                 description="numba.cuda GPU kernels")

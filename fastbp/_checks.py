@@ -1,0 +1,184 @@
+"""The validation every public kernel shares.
+
+Every error names the kernel and the argument and shows what was expected and what was
+received. The rules (documented in the README, tested in ``tests/test_checks.py``):
+
+* Arrays must be :class:`numpy.ndarray` (or a registered device array type); Python lists and
+  scalars are refused with ``TypeError`` (a list would silently become float64).
+* Float arrays are float32 or float64, one dtype per call (``TypeError`` otherwise: no silent
+  casts). Labels are integer arrays (not bool) with values in ``[0, classes)``.
+* Read-only inputs that are not C-contiguous (strided, Fortran-ordered, negative-stride views)
+  are accepted and copied once to C order, so the result is correct.
+* Arrays written in place (optimizer state, parameters) and ``out=`` buffers must have the exact
+  shape and dtype, be C-contiguous and writeable, and must not overlap any input, except the
+  aliasing a kernel documents (then the buffer must be the very same array).
+* An empty batch (0 rows) is allowed where the batch is summed or mapped (the result is empty or
+  zero); a loss over an empty batch is undefined and raises ``ValueError``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _describe(a) -> str:
+    if isinstance(a, np.ndarray):
+        return f"array of shape {a.shape} and dtype {a.dtype}"
+    return f"{type(a).__name__}"
+
+
+def _shape_str(shape) -> str:
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def array(fn: str, name: str, a) -> np.ndarray:
+    """Require a NumPy array (TypeError for lists, scalars and other objects)."""
+    if not isinstance(a, np.ndarray):
+        hint = f"; wrap it with numpy.asarray({name}, dtype=numpy.float32)" if isinstance(a, (list, tuple, numbers.Number)) else ""
+        raise TypeError(f"{fn}: {name} must be a numpy.ndarray; got {type(a).__name__}{hint}")
+    return a
+
+
+def float_array(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
+    """Require a float32/float64 array (of ``ndim`` dimensions); return it C-contiguous."""
+    array(fn, name, a)
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{fn}: {name} must have dtype float32 or float64; got {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{fn}: {name} must be {ndim}-D; got {_describe(a)}")
+    return np.ascontiguousarray(a)
+
+
+def common_dtype(fn: str, **arrays) -> np.dtype:
+    """Require every given (non-None) array to share one dtype; return it."""
+    given = {k: v for k, v in arrays.items() if v is not None}
+    dtypes = {v.dtype for v in given.values()}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{k}: {v.dtype}" for k, v in given.items())
+        raise TypeError(f"{fn}: all float arrays of one call must share a dtype; got {listing}")
+    return dtypes.pop()
+
+
+def shape(fn: str, name: str, a, expected: tuple, why: str = "") -> None:
+    """Require ``a.shape == expected`` (None in ``expected`` matches any size)."""
+    ok = a.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, a.shape))
+    if not ok:
+        why = f" {why}" if why else ""
+        raise ValueError(f"{fn}: {name} must have shape {_shape_str(expected)}{why}; got {a.shape}")
+
+
+def nonempty_features(fn: str, name: str, size: int, axis_name: str) -> None:
+    if size < 1:
+        raise ValueError(f"{fn}: {name} must have at least one {axis_name}; got 0")
+
+
+def _overlaps(a, b) -> bool:
+    return a is not None and b is not None and np.may_share_memory(a, b)
+
+
+def _same_memory(a, b) -> bool:
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides)
+
+
+def writable(fn: str, name: str, a, shape_: tuple, dtype, inputs: dict, may_alias=()) -> np.ndarray:
+    """Require an array that the kernel writes: exact shape and dtype, C-contiguous, writeable,
+    no overlap with ``inputs`` except the very same array for names in ``may_alias``."""
+    array(fn, name, a)
+    if a.dtype != dtype:
+        raise TypeError(f"{fn}: {name} must have dtype {np.dtype(dtype)}; got {a.dtype}")
+    shape(fn, name, a, tuple(shape_))
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{fn}: {name} must be C-contiguous (it is written in place); got a non-contiguous view "
+                         f"with strides {a.strides}")
+    if not a.flags.writeable:
+        raise ValueError(f"{fn}: {name} must be writeable; got a read-only array")
+    for other_name, other in inputs.items():
+        if other is None or other is a or not _overlaps(a, other):
+            continue
+        if other_name in may_alias and _same_memory(a, other):
+            continue
+        allowed = f" (only the very same array as {', '.join(may_alias)} is allowed)" if may_alias else ""
+        raise ValueError(f"{fn}: {name} must not overlap {other_name}{allowed}")
+    return a
+
+
+def output(fn: str, name: str, buf, shape_: tuple, dtype, inputs: dict, empty, may_alias=()):
+    """Return ``buf`` checked by :func:`writable`, or a new array from ``empty`` when it is None."""
+    if buf is None:
+        return empty(tuple(shape_), dtype)
+    return writable(fn, name, buf, shape_, dtype, inputs, may_alias)
+
+
+def labels(fn: str, name: str, a, batch: int, classes: int) -> np.ndarray:
+    """Require integer class labels of shape (batch,) in [0, classes); return them as C-contiguous intp."""
+    array(fn, name, a)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: {name} must be an integer array of class indices; got dtype {a.dtype}")
+    shape(fn, name, a, (batch,), "to match the batch of logits")
+    if a.size:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi >= classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{fn}: {name} must lie in [0, {classes}) for {classes} classes; got {bad}")
+    return np.ascontiguousarray(a, dtype=np.intp)
+
+
+def disjoint(fn: str, **arrays) -> None:
+    """Require that no two of the given (non-None) arrays overlap in memory."""
+    items = [(k, v) for k, v in arrays.items() if v is not None]
+    for i, (ka, a) in enumerate(items):
+        for kb, b in items[i + 1:]:
+            if _overlaps(a, b):
+                raise ValueError(f"{fn}: {ka} and {kb} must not overlap in memory")
+
+
+# ----------------------------------------------------------------------------- scalars
+
+def real(fn: str, name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
+    """Require a finite real number in the given interval; return it as float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a real number; got {type(value).__name__}")
+    value = float(value)
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad |= value <= low if low_open else value < low
+    if high is not None:
+        bad |= value >= high if high_open else value > high
+    if bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+        raise ValueError(f"{fn}: {name} must be finite and in {interval}; got {value!r}")
+    return value
+
+
+def positive(fn: str, name: str, value) -> float:
+    return real(fn, name, value, low=0.0, low_open=True)
+
+
+def nonnegative(fn: str, name: str, value) -> float:
+    return real(fn, name, value, low=0.0)
+
+
+def unit_interval(fn: str, name: str, value) -> float:
+    """A decay rate such as beta1, beta2, rho: 0 <= value < 1."""
+    return real(fn, name, value, low=0.0, high=1.0, high_open=True)
+
+
+def integer(fn: str, name: str, value, *, low: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{fn}: {name} must be an integer; got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{fn}: {name} must be >= {low}; got {value}")
+    return int(value)
+
+
+def flag(fn: str, name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be True or False; got {value!r}")
+    return bool(value)

@@ -1,0 +1,76 @@
+"""What ``fastbp info`` and :func:`fastbp.show_config` report: versions, backends, threads, BLAS."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+
+from . import _backend
+from ._version import __version__
+
+_PACKAGES = ("numpy", "scipy", "numba", "llvmlite", "numba-cuda", "Cython", "threadpoolctl", "torch")
+_THREAD_VARS = ("FASTBP_BACKEND", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER",
+                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def config_info() -> dict:
+    """The configuration as a dict (see :func:`show_config`)."""
+    from threadpoolctl import threadpool_info
+
+    import numpy  # noqa: F401  (loads NumPy's BLAS so that threadpoolctl sees it)
+
+    return {
+        "fastbp": __version__,
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "packages": {name: _version(name) for name in _PACKAGES},
+        "backends": [
+            {"name": name, "device": device, "available": reason is None, "reason": reason, "description": desc}
+            for name, device, reason, desc in _backend.describe()
+        ],
+        "default_cpu_backend": _default_cpu_backend(),
+        "environment": {k: os.environ[k] for k in _THREAD_VARS if k in os.environ},
+        "thread_pools": [
+            {k: pool.get(k) for k in ("user_api", "internal_api", "num_threads", "version",
+                                      "threading_layer", "architecture", "filepath")}
+            for pool in threadpool_info()
+        ],
+    }
+
+
+def _default_cpu_backend() -> str | None:
+    try:
+        return _backend.auto_backend()
+    except _backend.BackendUnavailableError:
+        return None
+
+
+def show_config(file=None) -> None:
+    """Print versions, every backend (with the reason any is unavailable), thread pools and BLAS."""
+    info = config_info()
+    out = []
+    out.append(f"fastbp {info['fastbp']}  python {info['python']}")
+    out.append(f"platform {info['platform']}, {info['cpu_count']} CPUs")
+    out.append("packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v))
+    out.append("backends:")
+    for b in info["backends"]:
+        state = "available" if b["available"] else f"unavailable: {b['reason']}"
+        out.append(f"  {b['name']:<7} [{b['device']}] {b['description']}: {state}")
+    out.append(f"default CPU backend: {info['default_cpu_backend']}")
+    if info["environment"]:
+        out.append("environment: " + ", ".join(f"{k}={v}" for k, v in info["environment"].items()))
+    out.append("thread pools (threadpoolctl):")
+    for p in info["thread_pools"]:
+        extra = ", ".join(f"{k} {p[k]}" for k in ("threading_layer", "architecture") if p.get(k))
+        out.append(f"  {p['user_api']:<7} {p['internal_api']:<9} {p['version'] or '':<8} "
+                   f"{p['num_threads']} threads{', ' + extra if extra else ''}  {p['filepath']}")
+    print("\n".join(out), file=file or sys.stdout)

@@ -1,0 +1,1 @@
+"""The ``cuda`` backend: numba.cuda (``@cuda.jit``) kernels for arrays on an NVIDIA GPU."""

@@ -1,0 +1,1 @@
+raise ImportError("the numba backend's kernels are not written yet in this version of fastbp")

@@ -1,0 +1,382 @@
+"""The public kernels: one function each; validate once, allocate outputs, dispatch.
+
+Layout follows Keras: ``x`` is (batch, in), ``w`` is (in, out), ``b`` is (out,),
+``y = act(x @ w + b)``. Every function takes ``backend=`` (see :func:`fastbp.use_backend`) and
+optional output buffers, so a training loop can run without allocating. Validation rules are in
+:mod:`fastbp._checks`; activation formulas in :mod:`fastbp.activations`.
+"""
+from __future__ import annotations
+
+import math
+
+from . import _checks as chk
+from . import activations as A
+from ._backend import select
+
+__all__ = [
+    "linear_forward", "linear_backward", "activation_forward", "activation_backward",
+    "softmax_cross_entropy", "mse_loss", "sgd_update", "adam_update", "rmsprop_update",
+    "clip_grad_norm", "clip_grad_value",
+]
+
+
+def _activation(fn, activation, alpha):
+    try:
+        act = A.get(activation)
+    except ValueError as exc:
+        raise ValueError(f"{fn}: {exc}") from None
+    alpha = chk.nonnegative(fn, "alpha", alpha)
+    return act, alpha
+
+
+def _saved_for_derivative(fn, act, y, z, batch_shape, dtype):
+    """The array the derivative of ``act`` is computed from (y, z or None), checked."""
+    if act.needs == A.NEEDS_NOTHING:
+        return None
+    name, given = ("y", y) if act.needs == A.NEEDS_OUTPUT else ("z", z)
+    if given is None:
+        what = "output y" if name == "y" else "pre-activation z (keep it with linear_forward(..., preact_out=z))"
+        raise ValueError(f"{fn}: activation {act.name!r} differentiates from the {what}; pass {name}=")
+    given = chk.float_array(fn, name, given)
+    chk.shape(fn, name, given, batch_shape, "to match dy")
+    if given.dtype != dtype:
+        raise TypeError(f"{fn}: all float arrays of one call must share a dtype; got dy: {dtype}, {name}: {given.dtype}")
+    return given
+
+
+# ------------------------------------------------------------------------------------ layers
+
+def linear_forward(x, w, b=None, activation="linear", *, alpha=A.DEFAULT_ALPHA, out=None,
+                   preact_out=None, backend=None):
+    """y = act(x @ w + b), bias and activation applied in the product's epilogue.
+
+    x: (batch, in); w: (in, out); b: (out,) or None. ``out`` receives y (batch, out);
+    ``preact_out``, when given, receives z = x @ w + b (needed later by ``linear_backward`` for
+    activations that differentiate from z: gelu, gelu_tanh, silu, softplus). Returns y.
+    """
+    fn = "linear_forward"
+    act, alpha = _activation(fn, activation, alpha)
+    x = chk.float_array(fn, "x", x, 2)
+    w = chk.float_array(fn, "w", w, 2)
+    b = None if b is None else chk.float_array(fn, "b", b, 1)
+    dtype = chk.common_dtype(fn, x=x, w=w, b=b)
+    batch, n_in = x.shape
+    chk.nonempty_features(fn, "x", n_in, "column (input feature)")
+    chk.shape(fn, "w", w, (n_in, None), f"(rows = x's {n_in} columns)")
+    n_out = w.shape[1]
+    chk.nonempty_features(fn, "w", n_out, "column (output unit)")
+    if b is not None:
+        chk.shape(fn, "b", b, (n_out,), "(one bias per column of w)")
+    be = select(backend, x, w)
+    inputs = {"x": x, "w": w, "b": b}
+    y = chk.output(fn, "out", out, (batch, n_out), dtype, inputs, be.empty)
+    z = None
+    if preact_out is not None:
+        z = chk.writable(fn, "preact_out", preact_out, (batch, n_out), dtype, inputs)
+        chk.disjoint(fn, out=y, preact_out=z)
+    be.linear_forward(x, w, b, act.code, alpha, y, z)
+    return y
+
+
+def linear_backward(dy, x, w, y=None, z=None, activation="linear", *, alpha=A.DEFAULT_ALPHA,
+                    dx=None, dw=None, db=None, dz=None, need_dx=True, need_db=True, backend=None):
+    """Gradients of a dense layer y = act(x @ w + b), given dy = dL/dy:
+
+    dz = dy * act'(.) (fused), dw = x.T @ dz, db = sum over the batch of dz, dx = dz @ w.T.
+
+    Pass ``y`` for linear, relu, leaky_relu, sigmoid, tanh, softmax, log_softmax (derivative from
+    the output) and ``z`` for gelu, gelu_tanh, silu, softplus (from the pre-activation).
+    ``need_dx=False`` skips dx (the first layer); ``need_db=False`` skips db (no bias).
+    ``dz`` is an optional (batch, out) work buffer that receives dL/dz; it may be ``dy`` itself
+    (dy is then overwritten). Returns ``(dx, dw, db)``, with None for what was not asked.
+    """
+    fn = "linear_backward"
+    act, alpha = _activation(fn, activation, alpha)
+    need_dx = chk.flag(fn, "need_dx", need_dx)
+    need_db = chk.flag(fn, "need_db", need_db)
+    dy = chk.float_array(fn, "dy", dy, 2)
+    x = chk.float_array(fn, "x", x, 2)
+    w = chk.float_array(fn, "w", w, 2)
+    dtype = chk.common_dtype(fn, dy=dy, x=x, w=w)
+    batch, n_in = x.shape
+    chk.nonempty_features(fn, "x", n_in, "column (input feature)")
+    chk.shape(fn, "w", w, (n_in, None), f"(rows = x's {n_in} columns)")
+    n_out = w.shape[1]
+    chk.nonempty_features(fn, "w", n_out, "column (output unit)")
+    chk.shape(fn, "dy", dy, (batch, n_out), "(x's batch by w's columns)")
+    saved = _saved_for_derivative(fn, act, y, z, (batch, n_out), dtype)
+    be = select(backend, dy, x, w)
+    inputs = {"dy": dy, "x": x, "w": w, "y" if act.needs == A.NEEDS_OUTPUT else "z": saved}
+    if dz is None and act.code == A.LINEAR:
+        dz_ = dy  # dz == dy: nothing to compute, nothing to write
+    else:
+        dz_ = chk.output(fn, "dz", dz, (batch, n_out), dtype, inputs, be.empty, may_alias=("dy",))
+    outs = {"dz": dz_ if dz_ is not dy else None}
+    dw = chk.output(fn, "dw", dw, (n_in, n_out), dtype, {**inputs, **outs}, be.empty)
+    outs["dw"] = dw
+    db = chk.output(fn, "db", db, (n_out,), dtype, {**inputs, **outs}, be.empty) if need_db else None
+    outs["db"] = db
+    dx = chk.output(fn, "dx", dx, (batch, n_in), dtype, {**inputs, **outs}, be.empty) if need_dx else None
+    be.linear_backward(dy, x, w, saved, act.code, alpha, dz_, dx, dw, db)
+    return dx, dw, db
+
+
+def activation_forward(z, name, *, alpha=A.DEFAULT_ALPHA, out=None, backend=None):
+    """y = act(z) elementwise (softmax, log_softmax: along each row of a 2-D z).
+
+    ``out`` may be ``z`` itself (in place). Returns y.
+    """
+    fn = "activation_forward"
+    act, alpha = _activation(fn, name, alpha)
+    z = chk.float_array(fn, "z", z, 2 if act.rowwise else None)
+    if act.rowwise:
+        chk.nonempty_features(fn, "z", z.shape[1], "column (class)")
+    be = select(backend, z)
+    y = chk.output(fn, "out", out, z.shape, z.dtype, {"z": z}, be.empty, may_alias=("z",))
+    be.activation_forward(z, act.code, alpha, y)
+    return y
+
+
+def activation_backward(dy, name, *, y=None, z=None, alpha=A.DEFAULT_ALPHA, out=None, backend=None):
+    """dz = dy * act'(.): from ``y`` for relu, leaky_relu, sigmoid, tanh, softmax, log_softmax,
+    from ``z`` for gelu, gelu_tanh, silu, softplus (see :mod:`fastbp.activations`).
+
+    ``out`` may be ``dy`` itself (in place). Returns dz.
+    """
+    fn = "activation_backward"
+    act, alpha = _activation(fn, name, alpha)
+    dy = chk.float_array(fn, "dy", dy, 2 if act.rowwise else None)
+    if act.rowwise:
+        chk.nonempty_features(fn, "dy", dy.shape[1], "column (class)")
+    saved = _saved_for_derivative(fn, act, y, z, dy.shape, dy.dtype)
+    be = select(backend, dy)
+    inputs = {"dy": dy, "y" if act.needs == A.NEEDS_OUTPUT else "z": saved}
+    dz = chk.output(fn, "out", out, dy.shape, dy.dtype, inputs, be.empty, may_alias=("dy",))
+    be.activation_backward(dy, saved, act.code, alpha, dz)
+    return dz
+
+
+# ------------------------------------------------------------------------------------ losses
+
+def softmax_cross_entropy(logits, labels, *, dlogits=None, need_grad=True, backend=None):
+    """Mean softmax cross-entropy over the batch and its gradient, in one stable pass.
+
+    logits: (batch, classes). ``labels``: integer class indices (batch,), or float probability
+    targets (batch, classes) of the logits' dtype (not checked to sum to 1).
+
+    loss = mean_i [logsumexp(z_i) - z_i,label]  (or mean_i sum_j t_ij [logsumexp(z_i) - z_ij]);
+    dlogits = (softmax(z) - onehot(label)) / batch  (or (softmax(z) sum_j t_ij - t) / batch).
+
+    This is PyTorch's ``cross_entropy(reduction="mean")`` and Keras's (sparse) categorical
+    cross-entropy ``from_logits=True``. Stable for logits of any finite magnitude. ``dlogits`` may
+    be ``logits`` itself (in place). Returns ``(loss, dlogits)`` with ``dlogits`` None when
+    ``need_grad=False``. An empty batch raises ValueError.
+    """
+    fn = "softmax_cross_entropy"
+    need_grad = chk.flag(fn, "need_grad", need_grad)
+    logits = chk.float_array(fn, "logits", logits, 2)
+    batch, classes = logits.shape
+    if batch == 0:
+        raise ValueError(f"{fn}: logits must have at least one row (the mean over an empty batch is undefined); got {logits.shape}")
+    chk.nonempty_features(fn, "logits", classes, "column (class)")
+    chk.array(fn, "labels", labels)
+    if labels.dtype.kind == "f":
+        targets = chk.float_array(fn, "labels", labels, 2)
+        chk.common_dtype(fn, logits=logits, labels=targets)
+        chk.shape(fn, "labels", targets, logits.shape, "(probability targets, like logits)")
+        labels = None
+    else:
+        labels = chk.labels(fn, "labels", labels, batch, classes)
+        targets = None
+    be = select(backend, logits)
+    grad = None
+    if need_grad:
+        inputs = {"logits": logits, "labels": targets if targets is not None else labels}
+        grad = chk.output(fn, "dlogits", dlogits, logits.shape, logits.dtype, inputs, be.empty, may_alias=("logits",))
+    loss = be.softmax_cross_entropy(logits, labels, targets, grad)
+    return loss, grad
+
+
+def mse_loss(pred, target, *, dpred=None, need_grad=True, backend=None):
+    """Mean squared error over all n elements and its gradient.
+
+    loss = sum((pred - target)^2) / n;  dpred = 2 (pred - target) / n.
+
+    The factor 2 / n makes ``dpred`` the exact gradient of this loss (PyTorch's ``MSELoss`` and
+    Keras's ``MeanSquaredError`` give the same loss for 2-D inputs). ``dpred`` may be ``pred``
+    itself (in place). Returns ``(loss, dpred)``; an empty input raises ValueError.
+    """
+    fn = "mse_loss"
+    need_grad = chk.flag(fn, "need_grad", need_grad)
+    pred = chk.float_array(fn, "pred", pred)
+    target = chk.float_array(fn, "target", target)
+    chk.common_dtype(fn, pred=pred, target=target)
+    chk.shape(fn, "target", target, pred.shape, "(like pred)")
+    if pred.size == 0:
+        raise ValueError(f"{fn}: pred must have at least one element (the mean over nothing is undefined); got {pred.shape}")
+    be = select(backend, pred, target)
+    grad = None
+    if need_grad:
+        grad = chk.output(fn, "dpred", dpred, pred.shape, pred.dtype, {"pred": pred, "target": target},
+                          be.empty, may_alias=("pred",))
+    loss = be.mse_loss(pred, target, grad)
+    return loss, grad
+
+
+# -------------------------------------------------------------------------------- optimizers
+
+def _param_and_grad(fn, param, grad):
+    param = chk.float_array(fn, "param", param)
+    grad = chk.float_array(fn, "grad", grad)
+    dtype = chk.common_dtype(fn, param=param, grad=grad)
+    chk.writable(fn, "param", param, param.shape, dtype, {"grad": grad})
+    chk.shape(fn, "grad", grad, param.shape, "(like param)")
+    return param, grad, dtype
+
+
+def _state(fn, name, a, param, dtype, others):
+    if a is None:
+        raise ValueError(f"{fn}: {name} is required (a zero-initialized array shaped like param)")
+    return chk.writable(fn, name, a, param.shape, dtype, others)
+
+
+def sgd_update(param, grad, *, lr, momentum=0.0, velocity=None, nesterov=False, weight_decay=0.0,
+               backend=None):
+    """One in-place SGD step, PyTorch's formula (dampening 0; Keras's SGD is the same update
+    for a constant learning rate):
+
+    g' = g + weight_decay * p;  with momentum mu > 0: v = mu v + g' and
+    p -= lr * (g' + mu v) (Nesterov) or p -= lr * v;  without momentum: p -= lr * g'.
+
+    ``velocity`` (zero-initialized, like param) is required when momentum > 0.
+    """
+    fn = "sgd_update"
+    lr = chk.positive(fn, "lr", lr)
+    momentum = chk.nonnegative(fn, "momentum", momentum)
+    weight_decay = chk.nonnegative(fn, "weight_decay", weight_decay)
+    nesterov = chk.flag(fn, "nesterov", nesterov)
+    if nesterov and momentum == 0:
+        raise ValueError(f"{fn}: nesterov=True needs momentum > 0; got momentum={momentum}")
+    param, grad, dtype = _param_and_grad(fn, param, grad)
+    if momentum > 0:
+        velocity = _state(fn, "velocity", velocity, param, dtype, {"param": param, "grad": grad})
+    else:
+        velocity = None
+    be = select(backend, param, grad)
+    be.sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
+
+
+def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False, vmax=None, backend=None):
+    """One in-place Adam / AdamW step at step number ``step`` (1 for the first update).
+
+    PyTorch's formula, with its defaults (eps = 1e-8, added to the bias-corrected sqrt(v)):
+    AdamW (``decoupled_weight_decay=True``): p *= 1 - lr * wd;  Adam: g' = g + wd * p;
+    m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;  amsgrad: vmax = max(vmax, v), used as v;
+    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+
+    Keras adds eps to the uncorrected sqrt(v) and defaults to eps = 1e-7; the two differ only in
+    how eps is scaled. ``m``, ``v`` (and ``vmax`` with amsgrad) are zero-initialized arrays
+    shaped like param, updated in place.
+    """
+    fn = "adam_update"
+    step = chk.integer(fn, "step", step, low=1)
+    lr = chk.positive(fn, "lr", lr)
+    beta1 = chk.unit_interval(fn, "beta1", beta1)
+    beta2 = chk.unit_interval(fn, "beta2", beta2)
+    eps = chk.nonnegative(fn, "eps", eps)
+    weight_decay = chk.nonnegative(fn, "weight_decay", weight_decay)
+    decoupled = chk.flag(fn, "decoupled_weight_decay", decoupled_weight_decay)
+    amsgrad = chk.flag(fn, "amsgrad", amsgrad)
+    param, grad, dtype = _param_and_grad(fn, param, grad)
+    m = _state(fn, "m", m, param, dtype, {"param": param, "grad": grad})
+    v = _state(fn, "v", v, param, dtype, {"param": param, "grad": grad, "m": m})
+    if amsgrad:
+        vmax = _state(fn, "vmax", vmax, param, dtype, {"param": param, "grad": grad, "m": m, "v": v})
+    else:
+        vmax = None
+    be = select(backend, param, grad)
+    be.adam_update(param, grad, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, decoupled)
+
+
+def rmsprop_update(param, grad, sq_avg, *, lr=1e-2, rho=0.99, eps=1e-8, weight_decay=0.0,
+                   momentum=0.0, momentum_buf=None, centered=False, grad_avg=None, backend=None):
+    """One in-place RMSprop step, PyTorch's formula and defaults (``rho`` is PyTorch's alpha):
+
+    g' = g + wd * p;  s = rho s + (1 - rho) g'^2;  centered: a = rho a + (1 - rho) g', s' = s - a^2;
+    d = sqrt(s') + eps;  momentum mu > 0: buf = mu buf + g' / d, p -= lr * buf;  else p -= lr g' / d.
+
+    Keras puts eps inside the square root and defaults to rho = 0.9, eps = 1e-7, lr = 1e-3.
+    ``sq_avg`` (and ``grad_avg`` when centered, ``momentum_buf`` when momentum > 0) are
+    zero-initialized arrays shaped like param, updated in place.
+    """
+    fn = "rmsprop_update"
+    lr = chk.positive(fn, "lr", lr)
+    rho = chk.unit_interval(fn, "rho", rho)
+    eps = chk.nonnegative(fn, "eps", eps)
+    weight_decay = chk.nonnegative(fn, "weight_decay", weight_decay)
+    momentum = chk.nonnegative(fn, "momentum", momentum)
+    centered = chk.flag(fn, "centered", centered)
+    param, grad, dtype = _param_and_grad(fn, param, grad)
+    taken = {"param": param, "grad": grad}
+    sq_avg = _state(fn, "sq_avg", sq_avg, param, dtype, taken)
+    taken["sq_avg"] = sq_avg
+    grad_avg = _state(fn, "grad_avg", grad_avg, param, dtype, taken) if centered else None
+    taken["grad_avg"] = grad_avg
+    momentum_buf = _state(fn, "momentum_buf", momentum_buf, param, dtype, taken) if momentum > 0 else None
+    be = select(backend, param, grad)
+    be.rmsprop_update(param, grad, sq_avg, grad_avg, momentum_buf, lr, rho, eps, weight_decay, momentum)
+
+
+def _grad_list(fn, grads):
+    """A list of gradient arrays to modify in place: each float, C-contiguous, writeable, disjoint."""
+    if not isinstance(grads, (list, tuple)):
+        grads = [grads]
+    checked = {}
+    for i, g in enumerate(grads):
+        name = f"grads[{i}]"
+        chk.float_array(fn, name, g)
+        checked[name] = chk.writable(fn, name, g, g.shape, g.dtype, checked)
+    return list(checked.values())
+
+
+def clip_grad_norm(grads, max_norm, *, norm_type=2.0, eps=1e-6, backend=None):
+    """Scale a list of gradient arrays in place so that their global norm is at most ``max_norm``.
+
+    norm = sqrt(sum over all arrays of sum(g^2)) (``norm_type=2``) or max |g| (``norm_type=inf``);
+    if norm > max_norm: every g *= max_norm / (norm + eps). PyTorch's ``clip_grad_norm_``
+    (Keras's ``global_clipnorm`` scales by max_norm / norm). A non-finite norm scales by 0 or NaN,
+    like PyTorch. Arrays may differ in shape and size but share a dtype. Returns the norm
+    (a float) measured before clipping.
+    """
+    fn = "clip_grad_norm"
+    max_norm = chk.positive(fn, "max_norm", max_norm)
+    eps = chk.nonnegative(fn, "eps", eps)
+    if norm_type not in (2, 2.0, math.inf):
+        raise ValueError(f"{fn}: norm_type must be 2 or math.inf; got {norm_type!r}")
+    grads = _grad_list(fn, grads)
+    if not grads:
+        return 0.0
+    chk.common_dtype(fn, **{f"grads[{i}]": g for i, g in enumerate(grads)})
+    be = select(backend, *grads)
+    if norm_type == math.inf:
+        norm = be.max_abs(grads)
+    else:
+        norm = math.sqrt(be.sum_of_squares(grads))
+    coef = max_norm / (norm + eps)
+    if not coef >= 1.0:  # also true for NaN
+        be.scale_(grads, coef)
+    return norm
+
+
+def clip_grad_value(grads, clip_value, *, backend=None):
+    """Clamp every element of every gradient array to [-clip_value, clip_value], in place
+    (PyTorch's ``clip_grad_value_``, Keras's ``clipvalue``)."""
+    fn = "clip_grad_value"
+    clip_value = chk.positive(fn, "clip_value", clip_value)
+    grads = _grad_list(fn, grads)
+    if not grads:
+        return
+    chk.common_dtype(fn, **{f"grads[{i}]": g for i, g in enumerate(grads)})
+    be = select(backend, *grads)
+    be.clip_value_(grads, clip_value)
