@@ -43,14 +43,20 @@ def array(fn: str, name: str, a) -> np.ndarray:
     return a
 
 
-def float_array(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
-    """Require a float32/float64 array (of ``ndim`` dimensions); return it C-contiguous."""
+def float_type(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
+    """Require a float32/float64 array (of ``ndim`` dimensions); return it as it is."""
     array(fn, name, a)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{fn}: {name} must have dtype float32 or float64; got {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{fn}: {name} must be {ndim}-D; got {_describe(a)}")
-    return np.ascontiguousarray(a)
+    return a
+
+
+def float_array(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
+    """Require a float32/float64 input array (of ``ndim`` dimensions); return it C-contiguous
+    (a copy when it was a strided, Fortran-ordered or negative-stride view)."""
+    return np.ascontiguousarray(float_type(fn, name, a, ndim))
 
 
 def common_dtype(fn: str, **arrays) -> np.dtype:
@@ -98,7 +104,7 @@ def writable(fn: str, name: str, a, shape_: tuple, dtype, inputs: dict, may_alia
     if not a.flags.writeable:
         raise ValueError(f"{fn}: {name} must be writeable; got a read-only array")
     for other_name, other in inputs.items():
-        if other is None or other is a or not _overlaps(a, other):
+        if other is None or not _overlaps(a, other):
             continue
         if other_name in may_alias and _same_memory(a, other):
             continue

@@ -226,7 +226,7 @@ def mse_loss(pred, target, *, dpred=None, need_grad=True, backend=None):
 # -------------------------------------------------------------------------------- optimizers
 
 def _param_and_grad(fn, param, grad):
-    param = chk.float_array(fn, "param", param)
+    param = chk.float_type(fn, "param", param)  # written in place: never copied
     grad = chk.float_array(fn, "grad", grad)
     dtype = chk.common_dtype(fn, param=param, grad=grad)
     chk.writable(fn, "param", param, param.shape, dtype, {"grad": grad})
@@ -335,7 +335,7 @@ def _grad_list(fn, grads):
     checked = {}
     for i, g in enumerate(grads):
         name = f"grads[{i}]"
-        chk.float_array(fn, name, g)
+        chk.float_type(fn, name, g)
         checked[name] = chk.writable(fn, name, g, g.shape, g.dtype, checked)
     return list(checked.values())
 

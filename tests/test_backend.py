@@ -1,0 +1,118 @@
+"""Backend registry, availability reasons and the selection order."""
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import _backend
+from fastbp import kernels as K
+
+
+def test_numpy_reference_is_always_available():
+    assert "numpy" in fastbp.available_backends()
+    assert fastbp.backend_status()["numpy"] is None
+
+
+def test_unavailable_backends_say_why():
+    for name, reason in fastbp.backend_status().items():
+        if reason is not None:
+            assert reason.strip()
+            with pytest.raises(fastbp.BackendUnavailableError, match=f"backend '{name}' is unavailable: "):
+                K.linear_forward(np.ones((1, 1)), np.ones((1, 1)), backend=name)
+
+
+def test_unknown_backend_is_a_value_error():
+    with pytest.raises(ValueError, match=r"unknown backend 'nope'; registered backends: numpy, numba, cython, cuda"):
+        K.mse_loss(np.ones(2), np.ones(2), backend="nope")
+    with pytest.raises(ValueError, match="unknown backend"):
+        with fastbp.use_backend("nope"):
+            pass
+
+
+class _Recorder:
+    """A backend that records that it was chosen, delegating to the reference."""
+
+    def __init__(self):
+        import fastbp.backends.numpy_ref as ref
+
+        self.ref = ref
+        self.calls = 0
+
+    def __getattr__(self, name):
+        return getattr(self.ref, name)
+
+    def mse_loss(self, *args):
+        self.calls += 1
+        return self.ref.mse_loss(*args)
+
+
+@pytest.fixture
+def recorders(monkeypatch):
+    """Two registered fake backends, 'rec_a' and 'rec_b', and the default environment."""
+    import sys
+    import types
+
+    recs = {}
+    for name in ("rec_a", "rec_b"):
+        mod = types.ModuleType(f"_fastbp_test_{name}")
+        rec = _Recorder()
+        mod.__getattr__ = rec.__getattr__
+        mod.mse_loss = rec.mse_loss
+        monkeypatch.setitem(sys.modules, mod.__name__, mod)
+        fastbp.register_backend(name, mod.__name__)
+        recs[name] = rec
+    monkeypatch.delenv(_backend.ENV_VAR, raising=False)
+    yield recs
+    for name in recs:
+        _backend._REGISTRY.pop(name)
+
+
+def _run(**kw):
+    K.mse_loss(np.ones(2), np.zeros(2), **kw)
+
+
+def test_selection_order_argument_context_environment(recorders, monkeypatch):
+    a, b = recorders["rec_a"], recorders["rec_b"]
+    monkeypatch.setenv(_backend.ENV_VAR, "rec_a")
+    _run()
+    assert (a.calls, b.calls) == (1, 0)  # environment
+    with fastbp.use_backend("rec_b"):
+        _run()
+        assert (a.calls, b.calls) == (1, 1)  # context beats environment
+        _run(backend="rec_a")
+        assert (a.calls, b.calls) == (2, 1)  # argument beats context
+        with fastbp.use_backend("rec_a"):
+            _run()
+            assert (a.calls, b.calls) == (3, 1)  # innermost context
+        _run()
+        assert (a.calls, b.calls) == (3, 2)  # restored on exit
+    monkeypatch.delenv(_backend.ENV_VAR)
+    _run()
+    assert (a.calls, b.calls) == (3, 2)  # automatic: neither fake backend has an auto rank
+
+
+def test_context_is_per_thread(recorders):
+    import threading
+
+    seen = []
+    with fastbp.use_backend("rec_a"):
+        t = threading.Thread(target=lambda: seen.append(_backend.selected_name()))
+        t.start()
+        t.join()
+        assert _backend.selected_name() == "rec_a"
+    assert seen == [_backend.auto_backend()]
+
+
+def test_automatic_choice_prefers_compiled_cpu_backends():
+    status = fastbp.backend_status()
+    expected = next(n for n in ("numba", "cython", "numpy") if status[n] is None)
+    assert _backend.auto_backend(np.ones(2)) == expected
+
+
+def test_failed_import_makes_a_backend_unavailable_with_the_reason():
+    fastbp.register_backend("broken", "fastbp_no_such_module_for_test")
+    try:
+        reason = fastbp.backend_status()["broken"]
+        assert reason.startswith("ModuleNotFoundError: No module named 'fastbp_no_such_module_for_test'")
+        assert "broken" not in fastbp.available_backends()
+    finally:
+        _backend._REGISTRY.pop("broken")
