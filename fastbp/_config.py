@@ -38,6 +38,7 @@ def config_info() -> dict:
             for name, device, reason, desc in _backend.describe()
         ],
         "default_cpu_backend": _default_cpu_backend(),
+        "cython_build": _cython_build(),
         "environment": {k: os.environ[k] for k in _THREAD_VARS if k in os.environ},
         "thread_pools": [
             {k: pool.get(k) for k in ("user_api", "internal_api", "num_threads", "version",
@@ -54,6 +55,16 @@ def _default_cpu_backend() -> str | None:
         return None
 
 
+def _cython_build() -> str:
+    try:
+        from .backends.cython import _buildinfo
+    except ImportError as exc:
+        return f"extensions not built ({exc})"
+    if _buildinfo.openmp_enabled():
+        return f"extensions built with OpenMP ({_buildinfo.openmp_max_threads()} threads)"
+    return "extensions built without OpenMP (serial)"
+
+
 def show_config(file=None) -> None:
     """Print versions, every backend (with the reason any is unavailable), thread pools and BLAS."""
     info = config_info()
@@ -66,6 +77,7 @@ def show_config(file=None) -> None:
         state = "available" if b["available"] else f"unavailable: {b['reason']}"
         out.append(f"  {b['name']:<7} [{b['device']}] {b['description']}: {state}")
     out.append(f"default CPU backend: {info['default_cpu_backend']}")
+    out.append(f"cython: {info['cython_build']}")
     if info["environment"]:
         out.append("environment: " + ", ".join(f"{k}={v}" for k, v in info["environment"].items()))
     out.append("thread pools (threadpoolctl):")
