@@ -1,1 +1,30 @@
-"""The ``numba`` backend: ``@njit`` CPU kernels, importable and callable from users' own ``@njit`` code."""
+"""The ``numba`` backend: ``@njit`` CPU kernels, importable and callable from your own ``@njit`` code.
+
+Every kernel takes its outputs as arguments (allocate them once, outside your loop), activations as
+integer codes from :mod:`fastbp.activations`, and ``None`` for an absent optional array::
+
+    from numba import njit
+    from fastbp import activations as A
+    from fastbp.backends.numba_cpu import linear_forward, softmax_cross_entropy
+
+    @njit
+    def loss_of(x, w, b, labels, y):
+        linear_forward(x, w, b, A.LINEAR, 0.0, y, None)
+        return softmax_cross_entropy(y, labels, None, None)
+
+These raw kernels do no validation: shapes, dtypes and contiguity are the caller's promise (the
+public functions in :mod:`fastbp.kernels` check them). Call them with the BLAS single-threaded
+(``with fastbp.backends.numba_cpu.single_threaded_blas:`` around your outermost call) to avoid
+two thread pools fighting; see :mod:`._threads`.
+"""
+from ._threads import single_threaded_blas
+from .activation import activation_backward, activation_forward
+from .linear import linear_backward, linear_forward
+from .losses import mse_loss, softmax_cross_entropy
+from .optim import adam_update, clip_value_, max_abs, rmsprop_update, scale_, sgd_update, sum_of_squares
+
+__all__ = [
+    "linear_forward", "linear_backward", "activation_forward", "activation_backward",
+    "softmax_cross_entropy", "mse_loss", "sgd_update", "adam_update", "rmsprop_update",
+    "sum_of_squares", "max_abs", "scale_", "clip_value_", "single_threaded_blas",
+]

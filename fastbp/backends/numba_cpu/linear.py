@@ -1,0 +1,210 @@
+"""Dense layer kernels: the product by BLAS on tiles, bias + activation (+ derivative, + bias
+gradient) fused around it, all tiles in one ``prange``.
+
+Tiling depends only on the shape, never on the thread count, and every tile is one
+single-threaded BLAS call followed by its epilogue on the same thread while the tile is in
+cache: results are bitwise identical for any number of threads (see ``_threads`` for why the BLAS
+runs single-threaded inside).
+"""
+import numpy as np
+from numba import njit, prange
+
+from ._act import LINEAR, RELU, SOFTMAX, derivative, forward, rowwise_derivative, rowwise_forward
+from ._blas import gemm
+
+#: below this many flops a product runs as a single tile (no parallel launch)
+SERIAL_FLOPS = 1 << 21
+#: products up to this many flops get two tiles; above, twice as many per doubling, up to MAX_TILES
+TWO_TILE_FLOPS = 1 << 28
+MAX_TILES = 16
+#: rows per chunk of the bias-gradient reduction (fixed, so db never depends on the thread count)
+DB_ROWS = 64
+
+
+@njit(cache=True)
+def tile_count(m, n, k):
+    """How many tiles a (m, n, k) product is cut into: 1, 2, then doubling with size."""
+    flops = 2 * m * n * k
+    if flops < SERIAL_FLOPS:
+        return 1
+    tiles = 2
+    while tiles < MAX_TILES and flops >= TWO_TILE_FLOPS * tiles:
+        tiles *= 2
+    return tiles
+
+
+@njit(cache=True)
+def tile_shape(m, n, tiles, whole_rows):
+    """(rows, cols) of a tile: split the rows into ``tiles`` blocks of >= 16 rows when there are
+    enough; otherwise (and unless whole rows are needed) split the columns too."""
+    rb = max(16, -(-m // tiles))
+    row_blocks = -(-m // rb)
+    if whole_rows or row_blocks >= tiles:
+        return min(rb, max(m, 1)), n
+    col_tiles = tiles // row_blocks
+    cb = max(32, -(-n // col_tiles))
+    return min(rb, max(m, 1)), min(cb, max(n, 1))
+
+
+@njit(cache=True, inline="always")
+def _forward_tile(x, w, b, code, alpha, y, z, r0, r1, c0, c1):
+    k = x.shape[1]
+    n = w.shape[1]
+    gemm(False, False, r1 - r0, c1 - c0, k, 1.0, x, r0 * k, k, w, c0, n, 0.0, y, r0 * n + c0, n)
+    for i in range(r0, r1):
+        yr = y[i, c0:c1]
+        if b is not None:
+            br = b[c0:c1]
+            for j in range(yr.size):
+                yr[j] += br[j]
+        if z is not None:
+            zr = z[i, c0:c1]
+            for j in range(yr.size):
+                zr[j] = yr[j]
+        if code == LINEAR:
+            pass
+        elif code == RELU:
+            for j in range(yr.size):
+                v = yr[j]
+                yr[j] = v if v > 0 else v * 0 + 0  # +0.0 for negatives, NaN stays NaN
+        elif code >= SOFTMAX:
+            rowwise_forward(y, y, i, code)
+        else:
+            for j in range(yr.size):
+                yr[j] = forward(yr[j], code, alpha)
+
+
+@njit(cache=True, parallel=True)
+def linear_forward(x, w, b, code, alpha, y, z):
+    """y = act(x @ w + b) (z = x @ w + b kept when z is not None); b and z may be None."""
+    m, k = x.shape
+    n = w.shape[1]
+    tiles = tile_count(m, n, k)
+    rb, cb = tile_shape(m, n, tiles, code >= SOFTMAX)
+    n_rt = -(-m // rb)
+    n_ct = -(-n // cb)
+    for t in prange(n_rt * n_ct):
+        r0 = (t // n_ct) * rb
+        c0 = (t % n_ct) * cb
+        _forward_tile(x, w, b, code, alpha, y, z, r0, min(m, r0 + rb), c0, min(n, c0 + cb))
+
+
+@njit(cache=True)
+def linear_forward_serial(x, w, b, code, alpha, y, z):
+    """linear_forward as one tile on the calling thread (small problems: no parallel launch)."""
+    _forward_tile(x, w, b, code, alpha, y, z, 0, x.shape[0], 0, w.shape[1])
+
+
+@njit(cache=True, inline="always")
+def _dz_chunk(dy, saved, code, alpha, dz, dz_is_dy, db_part, want_db, c, r0, r1):
+    """dz = dy * f'(.) on rows [r0, r1) and the chunk's column sums into db_part[c] (float64)."""
+    n = dy.shape[1]
+    for i in range(r0, r1):
+        dzr = dz[i]
+        dyr = dy[i]
+        if code == LINEAR:
+            if not dz_is_dy:
+                for j in range(n):
+                    dzr[j] = dyr[j]
+        elif code == RELU:
+            sr = saved[i]
+            for j in range(n):
+                dzr[j] = dyr[j] if sr[j] > 0 else dyr[j] * 0
+        elif code >= SOFTMAX:
+            rowwise_derivative(dy, saved, dz, i, code)
+        else:
+            sr = saved[i]
+            for j in range(n):
+                dzr[j] = derivative(dyr[j], sr[j], code, alpha)
+    if want_db:
+        acc = db_part[c]
+        for j in range(n):
+            acc[j] = 0
+        for i in range(r0, r1):
+            dzr = dz[i]
+            for j in range(n):
+                acc[j] += dzr[j]
+
+
+@njit(cache=True, inline="always")
+def _grad_tile(x, w, dz, dx, dw, t, n_dw, rb_dw, rb_dx):
+    """Tile t of the two products: t < n_dw: rows of dw = x.T @ dz; else rows of dx = dz @ w.T."""
+    m, k = x.shape
+    n = w.shape[1]
+    if t < n_dw:
+        k0 = t * rb_dw
+        k1 = min(k, k0 + rb_dw)
+        gemm(True, False, k1 - k0, n, m, 1.0, x, k0, k, dz, 0, n, 0.0, dw, k0 * n, n)
+    else:
+        r0 = (t - n_dw) * rb_dx
+        r1 = min(m, r0 + rb_dx)
+        gemm(False, True, r1 - r0, k, n, 1.0, dz, r0 * n, n, w, 0, n, 0.0, dx, r0 * k, k)
+
+
+@njit(cache=True)
+def _plan_backward(m, k, n, need_dx):
+    """(dw row block, dw tiles, dx row block, dx tiles), shape-only."""
+    tiles_dw = tile_count(k, n, m)
+    rb_dw = max(16, -(-k // tiles_dw))
+    n_dw = -(-k // rb_dw) if m > 0 else 0
+    n_dx = 0
+    rb_dx = 1
+    if need_dx and m > 0:
+        tiles_dx = tile_count(m, k, n)
+        rb_dx = max(16, -(-m // tiles_dx))
+        n_dx = -(-m // rb_dx)
+    return rb_dw, n_dw, rb_dx, n_dx
+
+
+@njit(cache=True)
+def _finish_db(db_part, db):
+    """db = sum of the chunk partial sums, in chunk order (float64 accumulation)."""
+    n = db.shape[0]
+    for j in range(n):
+        acc = 0.0
+        for c in range(db_part.shape[0]):
+            acc += db_part[c, j]
+        db[j] = acc
+
+
+@njit(cache=True, parallel=True)
+def linear_backward(dy, x, w, saved, code, alpha, dz, dz_is_dy, dx, need_dx, dw, db):
+    """dz = dy * f'(.); dw = x.T @ dz; db = column sums of dz (db may be None); dx = dz @ w.T when
+    need_dx (else dx is not touched: pass any 2-D array of the dtype, e.g. empty (0, in)).
+    dz may be dy, then dz_is_dy is True; saved is y or z, or dy for linear."""
+    m, k = x.shape
+    n = w.shape[1]
+    n_chunks = -(-m // DB_ROWS)
+    want_db = db is not None
+    db_part = np.empty((n_chunks if want_db else 0, n), np.float64)
+    if code != LINEAR or not dz_is_dy or want_db:
+        for c in prange(n_chunks):
+            _dz_chunk(dy, saved, code, alpha, dz, dz_is_dy, db_part, want_db, c, c * DB_ROWS, min(m, (c + 1) * DB_ROWS))
+    if want_db:
+        _finish_db(db_part, db)
+    if m == 0:
+        dw[:] = 0
+        return
+    rb_dw, n_dw, rb_dx, n_dx = _plan_backward(m, k, n, need_dx)
+    for t in prange(n_dw + n_dx):
+        _grad_tile(x, w, dz, dx, dw, t, n_dw, rb_dw, rb_dx)
+
+
+@njit(cache=True)
+def linear_backward_serial(dy, x, w, saved, code, alpha, dz, dz_is_dy, dx, need_dx, dw, db):
+    """linear_backward on the calling thread (small problems: no parallel launch)."""
+    m, k = x.shape
+    n = w.shape[1]
+    n_chunks = -(-m // DB_ROWS)
+    want_db = db is not None
+    db_part = np.empty((n_chunks if want_db else 0, n), np.float64)
+    for c in range(n_chunks):
+        _dz_chunk(dy, saved, code, alpha, dz, dz_is_dy, db_part, want_db, c, c * DB_ROWS, min(m, (c + 1) * DB_ROWS))
+    if want_db:
+        _finish_db(db_part, db)
+    if m == 0:
+        dw[:] = 0
+        return
+    gemm(True, False, k, n, m, 1.0, x, 0, k, dz, 0, n, 0.0, dw, 0, n)
+    if need_dx:
+        gemm(False, True, m, k, n, 1.0, dz, 0, n, w, 0, n, 0.0, dx, 0, k)

@@ -1,0 +1,112 @@
+"""Loss kernels: value and gradient in one pass, reductions in fixed chunks summed in order."""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+#: rows per chunk of the cross-entropy reduction; elements per chunk of the MSE reduction
+CE_ROWS = 64
+MSE_CHUNK = 1 << 14
+
+
+@njit(cache=True, inline="always")
+def _ce_rows(logits, labels, targets, dlogits, r0, r1):
+    """Sum over rows [r0, r1) of the per-row loss (float64); writes dlogits rows (unscaled by 1/batch
+    until the end of the row). dlogits may be logits."""
+    batch, classes = logits.shape
+    inv_batch = 1.0 / batch
+    total = 0.0
+    for i in range(r0, r1):
+        row = logits[i]
+        m = row[0]
+        for j in range(1, classes):
+            if row[j] > m:
+                m = row[j]
+        m = float(m)
+        s = 0.0
+        for j in range(classes):
+            s += math.exp(float(row[j]) - m)
+        log_s = math.log(s)
+        if labels is not None:
+            lab = labels[i]
+            total += log_s - (float(row[lab]) - m)
+            if dlogits is not None:
+                out = dlogits[i]
+                inv_s = 1.0 / s
+                for j in range(classes):
+                    out[j] = math.exp(float(row[j]) - m) * inv_s * inv_batch
+                out[lab] -= inv_batch
+        if targets is not None:  # (not "else": Numba prunes a branch only on its own variable)
+            t = targets[i]
+            t_sum = 0.0
+            for j in range(classes):
+                tj = float(t[j])
+                t_sum += tj
+                total += tj * (log_s - (float(row[j]) - m))
+            if dlogits is not None:
+                out = dlogits[i]
+                inv_s = 1.0 / s
+                for j in range(classes):
+                    out[j] = (math.exp(float(row[j]) - m) * inv_s * t_sum - float(t[j])) * inv_batch
+    return total
+
+
+@njit(cache=True, parallel=True)
+def softmax_cross_entropy(logits, labels, targets, dlogits):
+    """Mean softmax cross-entropy (labels, or probability targets when labels is None) and its
+    gradient (when dlogits is not None); returns the loss."""
+    batch = logits.shape[0]
+    n_chunks = -(-batch // CE_ROWS)
+    partial = np.empty(n_chunks, np.float64)
+    for c in prange(n_chunks):
+        partial[c] = _ce_rows(logits, labels, targets, dlogits, c * CE_ROWS, min(batch, (c + 1) * CE_ROWS))
+    total = 0.0
+    for c in range(n_chunks):
+        total += partial[c]
+    return total / batch
+
+
+@njit(cache=True)
+def softmax_cross_entropy_serial(logits, labels, targets, dlogits):
+    """softmax_cross_entropy on the calling thread (same chunked sum, so the same bits)."""
+    batch = logits.shape[0]
+    total = 0.0
+    for c in range(-(-batch // CE_ROWS)):
+        total += _ce_rows(logits, labels, targets, dlogits, c * CE_ROWS, min(batch, (c + 1) * CE_ROWS))
+    return total / batch
+
+
+@njit(cache=True, inline="always")
+def _mse_chunk(pf, tf, gf, scale, lo, hi):
+    ps = pf[lo:hi]
+    ts = tf[lo:hi]
+    acc = 0.0
+    if gf is None:
+        for j in range(ps.size):
+            d = float(ps[j]) - float(ts[j])
+            acc += d * d
+    else:
+        gs = gf[lo:hi]
+        for j in range(ps.size):
+            d = float(ps[j]) - float(ts[j])
+            acc += d * d
+            gs[j] = scale * d
+    return acc
+
+
+@njit(cache=True, parallel=True)
+def mse_loss(pred, target, dpred):
+    """mean((pred - target)^2) and dpred = 2 (pred - target) / n when dpred is not None."""
+    pf = pred.reshape(-1)
+    tf = target.reshape(-1)
+    gf = None if dpred is None else dpred.reshape(-1)
+    n = pf.size
+    scale = 2.0 / n
+    n_chunks = -(-n // MSE_CHUNK)
+    partial = np.empty(n_chunks, np.float64)
+    for c in prange(n_chunks):
+        partial[c] = _mse_chunk(pf, tf, gf, scale, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK))
+    total = 0.0
+    for c in range(n_chunks):
+        total += partial[c]
+    return total / n
