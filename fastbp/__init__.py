@@ -17,9 +17,11 @@ from ._backend import (
     use_backend,
 )
 from ._config import config_info, show_config
+from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 
 __all__ = [
     "kernels", "activations", "available_backends", "backend_status", "use_backend",
-    "register_backend", "BackendUnavailableError", "show_config", "config_info", "__version__",
+    "register_backend", "BackendUnavailableError", "show_config", "config_info", "set_num_threads",
+    "get_num_threads", "__version__",
 ]

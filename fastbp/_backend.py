@@ -35,6 +35,7 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {}
 _LOCK = threading.Lock()
+_AUTO: dict[str, str] = {}  # device -> automatic choice, cleared when the registry changes
 _CURRENT = contextvars.ContextVar("fastbp_backend", default=None)
 
 
@@ -44,6 +45,7 @@ def register_backend(name: str, module: str, *, device: str = "cpu", auto_rank: 
     module itself with a reason, or by a missing dependency) makes the backend unavailable."""
     with _LOCK:
         _REGISTRY[name] = _Entry(name, module, device, auto_rank, description)
+        _AUTO.clear()
 
 
 def _probe(entry: _Entry) -> None:
@@ -101,6 +103,13 @@ def is_device_array(a) -> bool:
 def auto_backend(*arrays) -> str:
     """The backend automatic selection picks for these arrays."""
     device = "cuda" if any(is_device_array(a) for a in arrays) else "cpu"
+    chosen = _AUTO.get(device)
+    if chosen is None:
+        chosen = _AUTO[device] = _auto_for(device)
+    return chosen
+
+
+def _auto_for(device: str) -> str:
     ranked = sorted((e for e in _REGISTRY.values() if e.device == device and e.auto_rank is not None),
                     key=lambda e: e.auto_rank)
     for entry in ranked:
@@ -118,7 +127,11 @@ def selected_name(explicit: str | None = None, *arrays) -> str:
 
 def select(explicit: str | None = None, *arrays):
     """The backend module for a kernel call (see the module docstring for the order)."""
-    return load(selected_name(explicit, *arrays))
+    name = explicit or _CURRENT.get() or os.environ.get(ENV_VAR) or auto_backend(*arrays)
+    entry = _REGISTRY.get(name)
+    if entry is not None and entry._loaded is not None:
+        return entry._loaded  # the common case, without the checks of load()
+    return load(name)
 
 
 @contextlib.contextmanager

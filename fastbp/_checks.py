@@ -71,7 +71,10 @@ def common_dtype(fn: str, **arrays) -> np.dtype:
 
 def shape(fn: str, name: str, a, expected: tuple, why: str = "") -> None:
     """Require ``a.shape == expected`` (None in ``expected`` matches any size)."""
-    ok = a.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, a.shape))
+    got = a.shape
+    if got == expected:
+        return
+    ok = len(got) == len(expected) and all(e is None or e == s for e, s in zip(expected, got))
     if not ok:
         why = f" {why}" if why else ""
         raise ValueError(f"{fn}: {name} must have shape {_shape_str(expected)}{why}; got {a.shape}")
@@ -98,10 +101,11 @@ def writable(fn: str, name: str, a, shape_: tuple, dtype, inputs: dict, may_alia
     if a.dtype != dtype:
         raise TypeError(f"{fn}: {name} must have dtype {np.dtype(dtype)}; got {a.dtype}")
     shape(fn, name, a, tuple(shape_))
-    if not a.flags.c_contiguous:
+    flags = a.flags
+    if not flags.c_contiguous:
         raise ValueError(f"{fn}: {name} must be C-contiguous (it is written in place); got a non-contiguous view "
                          f"with strides {a.strides}")
-    if not a.flags.writeable:
+    if not flags.writeable:
         raise ValueError(f"{fn}: {name} must be writeable; got a read-only array")
     for other_name, other in inputs.items():
         if other is None or not _overlaps(a, other):
@@ -147,7 +151,7 @@ def disjoint(fn: str, **arrays) -> None:
 
 def real(fn: str, name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
     """Require a finite real number in the given interval; return it as float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{fn}: {name} must be a real number; got {type(value).__name__}")
     value = float(value)
     bad = not math.isfinite(value)

@@ -3,9 +3,16 @@
 The kernels get their parallelism from Numba's ``prange`` and call BLAS on tiles from inside it,
 so the BLAS that Numba calls (SciPy's, through ``cython_blas``) must run single-threaded there:
 two pools on the same cores (OpenBLAS's pthreads and Numba's OpenMP workers) spin against each
-other (measured here: 8 ms instead of 0.3 ms for a 128x784x128 layer). :class:`SingleThreadedBlas`
-pins that BLAS to one thread for the duration of a kernel call and restores it afterwards, so
-SciPy and NumPy keep their own settings everywhere else.
+other (measured here: 8 ms instead of 0.3 ms for a 128x784x128 layer backward).
+
+How that BLAS is pinned to one thread:
+
+* pip wheels: SciPy ships its own OpenBLAS, separate from NumPy's. It is pinned to one thread
+  once, when the numba backend first runs a kernel, and stays so: toggling it per call cost
+  5-8 us per kernel here (OpenBLAS wakes its threads when the count goes back up). NumPy's BLAS
+  is untouched; only ``scipy.linalg`` runs single-threaded in such a process.
+* a BLAS shared with NumPy (conda, Linux distributions), or ``FASTBP_PIN_BLAS=0``: pinned for the
+  duration of each kernel call and restored afterwards, so NumPy keeps its threads.
 """
 from __future__ import annotations
 
@@ -33,7 +40,8 @@ def _find(dynlib, name):
 
 
 def _numba_blas_libraries():
-    """threadpoolctl controllers of the BLAS that Numba's np.dot (and our gemm) call: SciPy's."""
+    """(threadpoolctl controllers of the BLAS that Numba's np.dot and our gemm call, whether that
+    BLAS is SciPy's private copy)."""
     import scipy
     import scipy.linalg.cython_blas  # noqa: F401  (loads it, so threadpoolctl sees it)
     from threadpoolctl import ThreadpoolController
@@ -41,7 +49,9 @@ def _numba_blas_libraries():
     blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
     scipy_dir = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
     own = [lib for lib in blas if os.path.abspath(lib.filepath).startswith(os.path.join(scipy_dir, "scipy"))]
-    return own or blas  # a shared system BLAS (conda, distributions): pin that one
+    if own:
+        return own, True
+    return blas, False  # a shared system BLAS (conda, distributions): pin that one, per call
 
 
 class SingleThreadedBlas:
@@ -53,11 +63,13 @@ class SingleThreadedBlas:
         self._depth = 0
         self._libs = None
         self._saved = []
+        self.pinned_for_good = False
 
     def _controls(self):
         if self._libs is None:
             libs = []
-            for lib in _numba_blas_libraries():
+            found, private = _numba_blas_libraries()
+            for lib in found:
                 names = _SYMBOLS.get(lib.internal_api)
                 setter = getter = None
                 if names is not None:
@@ -68,10 +80,18 @@ class SingleThreadedBlas:
                     libs.append((setter, getter))
                 else:  # unknown family: threadpoolctl's slower generic path
                     libs.append((lib.set_num_threads, lib.get_num_threads))
+            if private and os.environ.get("FASTBP_PIN_BLAS", "1") != "0":
+                for setter, _ in libs:
+                    setter(1)
+                self.pinned_for_good = True
             self._libs = libs
         return self._libs
 
     def __enter__(self):
+        if self._libs is None:
+            self._controls()  # may pin a private BLAS for good
+        if self.pinned_for_good:
+            return self
         with self._lock:
             if self._depth == 0:
                 self._saved = []
@@ -84,6 +104,8 @@ class SingleThreadedBlas:
         return self
 
     def __exit__(self, *exc):
+        if self.pinned_for_good:
+            return
         with self._lock:
             self._depth -= 1
             if self._depth == 0:

@@ -26,7 +26,7 @@ SERIAL_ELEMENTS = 1 << 15
 
 def linear_forward(x, w, b, code, alpha, y, z):
     m, k = x.shape
-    kernel = _lin.linear_forward if _lin.tile_count(m, w.shape[1], k) > 1 else _lin.linear_forward_serial
+    kernel = _lin.linear_forward_serial if _lin.is_serial(m, w.shape[1], k) else _lin.linear_forward
     with _one_blas_thread:
         kernel(x, w, b, code, alpha, y, z)
 
@@ -49,7 +49,7 @@ def linear_backward(dy, x, w, saved, code, alpha, dz, dx, dw, db):
         return
     m, k = x.shape
     n = w.shape[1]
-    parallel = _lin.tile_count(k, n, m) > 1 or _lin.tile_count(m, k, n) > 1 or m * n >= SERIAL_ELEMENTS
+    parallel = not (_lin.is_serial(k, n, m) and _lin.is_serial(m, k, n, False)) or m * n >= SERIAL_ELEMENTS
     kernel = _lin.linear_backward if parallel else _lin.linear_backward_serial
     with _one_blas_thread:
         need_dx = dx is not None
