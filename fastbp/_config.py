@@ -39,6 +39,7 @@ def config_info() -> dict:
         ],
         "default_cpu_backend": _default_cpu_backend(),
         "cython_build": _cython_build(),
+        "numba_threads": _numba_threads(),
         "environment": {k: os.environ[k] for k in _THREAD_VARS if k in os.environ},
         "thread_pools": [
             {k: pool.get(k) for k in ("user_api", "internal_api", "num_threads", "version",
@@ -53,6 +54,18 @@ def _default_cpu_backend() -> str | None:
         return _backend.auto_backend()
     except _backend.BackendUnavailableError:
         return None
+
+
+def _numba_threads() -> str | None:
+    if _backend.backend_status().get("numba") is not None:
+        return None
+    from .backends.numba_cpu import _threads
+
+    blas = _threads.single_threaded_blas
+    blas._controls()
+    pin = "pinned to 1 thread for good (SciPy's private copy)" if blas.pinned_for_good else "pinned to 1 thread per call"
+    return (f"{_threads.get_num_threads()} threads, threading layer {_threads.threading_layer()}; "
+            f"BLAS inside the kernels: {pin}")
 
 
 def _cython_build() -> str:
@@ -77,6 +90,8 @@ def show_config(file=None) -> None:
         state = "available" if b["available"] else f"unavailable: {b['reason']}"
         out.append(f"  {b['name']:<7} [{b['device']}] {b['description']}: {state}")
     out.append(f"default CPU backend: {info['default_cpu_backend']}")
+    if info["numba_threads"]:
+        out.append(f"numba: {info['numba_threads']}")
     out.append(f"cython: {info['cython_build']}")
     if info["environment"]:
         out.append("environment: " + ", ".join(f"{k}={v}" for k, v in info["environment"].items()))

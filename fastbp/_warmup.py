@@ -1,0 +1,53 @@
+"""Run every kernel once, on shapes that reach both the serial and the parallel code paths.
+
+On the numba backend this compiles every kernel (and writes Numba's on-disk cache), so later
+processes start fast: ``fastbp warmup`` after installing.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import kernels as K
+
+#: small shapes run the serial variants, large ones the parallel variants
+_LAYER_SHAPES = ((8, 4, 3), (160, 784, 128))
+_VECTOR_SIZES = (10, 40_000)
+
+
+def run_every_kernel(backend: str | None = None, dtypes=(np.float32, np.float64)) -> float:
+    """Call every public kernel (each activation family, each optimizer option); return seconds."""
+    t0 = time.perf_counter()
+    for dtype in dtypes:
+        for batch, n_in, n_out in _LAYER_SHAPES:
+            x = np.ones((batch, n_in), dtype)
+            w = np.full((n_in, n_out), 0.01, dtype)
+            b = np.zeros(n_out, dtype)
+            z = np.empty((batch, n_out), dtype)
+            for act in ("relu", "gelu", "softmax"):
+                y = K.linear_forward(x, w, b, act, preact_out=z, backend=backend)
+                K.linear_forward(x, w, None, act, backend=backend)
+                saved = {"y": y} if act != "gelu" else {"z": z}
+                K.linear_backward(y, x, w, activation=act, backend=backend, **saved)
+                K.linear_backward(y, x, w, activation=act, need_dx=False, need_db=False, backend=backend, **saved)
+                K.activation_forward(z, act, backend=backend)
+                K.activation_backward(y, act, backend=backend, **saved)
+            K.linear_backward(y, x, w, backend=backend)
+            K.softmax_cross_entropy(z, np.zeros(batch, np.int64), backend=backend)
+            K.softmax_cross_entropy(z, np.full_like(z, 1 / n_out), backend=backend)
+            K.mse_loss(y, z, backend=backend)
+            K.mse_loss(y, z, need_grad=False, backend=backend)
+        for n in _VECTOR_SIZES:
+            p, g = np.ones(n, dtype), np.full(n, 0.1, dtype)
+            s1, s2, s3 = (np.zeros(n, dtype) for _ in range(3))
+            K.sgd_update(p, g, lr=0.1, backend=backend)
+            K.sgd_update(p, g, lr=0.1, momentum=0.9, velocity=s1, nesterov=True, backend=backend)
+            K.adam_update(p, g, s1, s2, step=1, backend=backend)
+            K.adam_update(p, g, s1, s2, step=1, amsgrad=True, vmax=s3, backend=backend)
+            K.rmsprop_update(p, g, s1, backend=backend)
+            K.rmsprop_update(p, g, s1, momentum=0.9, momentum_buf=s2, centered=True, grad_avg=s3, backend=backend)
+            K.clip_grad_norm([g], 1.0, backend=backend)
+            K.clip_grad_norm([g], 1.0, norm_type=float("inf"), backend=backend)
+            K.clip_grad_value([g], 1.0, backend=backend)
+    return time.perf_counter() - t0

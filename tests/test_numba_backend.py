@@ -1,0 +1,135 @@
+"""What only the numba backend offers: raw kernels callable from the user's own @njit code, and
+on-disk caching of the compiled kernels."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastbp
+
+pytestmark = pytest.mark.skipif("numba" not in fastbp.available_backends(),
+                                reason=f"numba backend unavailable: {fastbp.backend_status().get('numba')}")
+
+
+def test_raw_kernels_compose_inside_a_users_njit_function():
+    from numba import njit
+
+    from fastbp import activations as A
+    from fastbp import kernels as K
+    from fastbp.backends import numba_cpu as nb
+
+    @njit
+    def train_step(x, labels, w, b, m_w, v_w, step, y, dlogits, dw, db, dx):
+        """One SGD-free step of a softmax regression: forward, loss, backward, Adam on w."""
+        nb.linear_forward(x, w, b, A.LINEAR, 0.0, y, None)
+        loss = nb.softmax_cross_entropy(y, labels, None, dlogits)
+        nb.linear_backward(dlogits, x, w, dlogits, A.LINEAR, 0.0, dlogits, True, dx, False, dw, db)
+        nb.adam_update(w, dw, m_w, v_w, None, step, 1e-2, 0.9, 0.999, 1e-8, 0.0, False)
+        return loss
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 20))
+    labels = rng.integers(0, 5, 64)
+    w = rng.standard_normal((20, 5)) * 0.1
+    b = np.zeros(5)
+    w_ref = w.copy()
+    m, v, m_ref, v_ref = (np.zeros_like(w) for _ in range(4))
+    y, dlogits = np.empty((64, 5)), np.empty((64, 5))
+    dw, db, dx = np.empty_like(w), np.empty_like(b), np.empty((0, 20))
+    with nb.single_threaded_blas:
+        losses = [train_step(x, labels, w, b, m, v, t, y, dlogits, dw, db, dx) for t in (1, 2, 3)]
+    for t in (1, 2, 3):  # the same steps through the public API of the reference backend
+        logits = K.linear_forward(x, w_ref, b, backend="numpy")
+        loss_ref, g = K.softmax_cross_entropy(logits, labels, backend="numpy")
+        _, dw_ref, _ = K.linear_backward(g, x, w_ref, need_dx=False, backend="numpy")
+        K.adam_update(w_ref, dw_ref, m_ref, v_ref, step=t, lr=1e-2, backend="numpy")
+        assert losses[t - 1] == pytest.approx(loss_ref, rel=1e-12)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-12, atol=1e-14)
+
+
+def _run_every_kernel_script():
+    return textwrap.dedent("""
+        import time
+        t0 = time.perf_counter()
+        import numpy as np
+        from fastbp import kernels as K
+        t_import = time.perf_counter() - t0
+        f = np.float32
+        x = np.ones((8, 4), f); w = np.ones((4, 3), f); b = np.ones(3, f)
+        y = K.linear_forward(x, w, b, "relu", backend="numba")
+        K.linear_backward(y, x, w, y=y, activation="relu", backend="numba")
+        K.activation_forward(y, "tanh", backend="numba")
+        K.activation_backward(y, "tanh", y=y, backend="numba")
+        K.softmax_cross_entropy(y, np.zeros(8, np.int64), backend="numba")
+        K.mse_loss(y, y, backend="numba")
+        p = np.ones(10, f); g = np.ones(10, f)
+        K.sgd_update(p, g, lr=0.1, backend="numba")
+        K.adam_update(p, g, np.zeros(10, f), np.zeros(10, f), step=1, backend="numba")
+        K.rmsprop_update(p, g, np.zeros(10, f), backend="numba")
+        K.clip_grad_norm([g], 1.0, backend="numba")
+        K.clip_grad_value([g], 1.0, backend="numba")
+        print(f"{t_import:.3f} {time.perf_counter() - t0:.3f}")
+    """)
+
+
+def test_kernels_are_cached_on_disk_for_a_fresh_process(tmp_path):
+    """A second fresh process loads the kernels from the cache instead of compiling them.
+
+    A cold process compiles; a warm one only loads. Asserting on the number of compilations
+    (not on seconds) keeps this test exact on a noisy machine: Numba's event API counts them."""
+    script = _run_every_kernel_script() + textwrap.dedent("""
+        from numba.core.registry import CPUDispatcher
+        from fastbp.backends.numba_cpu import activation, linear, losses, optim
+        kernels = [obj for mod in (activation, linear, losses, optim) for obj in vars(mod).values()
+                   if isinstance(obj, CPUDispatcher)]
+        print(sum(sum(k.stats.cache_misses.values()) for k in kernels),
+              sum(sum(k.stats.cache_hits.values()) for k in kernels))
+    """)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    cold_misses, cold_hits = map(int, runs[0].split()[2:4])
+    warm_misses, warm_hits = map(int, runs[1].split()[2:4])
+    assert cold_misses > 0  # compiled (and written to the cache)
+    assert warm_misses == 0 and warm_hits > 0  # loaded, nothing compiled
+    assert any((tmp_path / "cache").rglob("*.nbi"))
+
+
+def _can_mount_read_only():
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return False
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs root and unshare -m to mount the package read-only")
+def test_caching_works_when_the_package_directory_is_read_only(tmp_path):
+    """Numba cannot write __pycache__ next to the sources, so it falls back to the user-wide cache
+    directory; a second process loads from there. The package is copied and bind-mounted
+    read-only in a private mount namespace (root cannot be stopped by file modes alone)."""
+    import shutil
+
+    pkg_root = tmp_path / "site"
+    shutil.copytree(os.path.dirname(fastbp.__file__), pkg_root / "fastbp",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    home = tmp_path / "home"
+    home.mkdir()
+    script = _run_every_kernel_script() + textwrap.dedent("""
+        from numba.core.registry import CPUDispatcher
+        from fastbp.backends.numba_cpu import linear
+        print(sum(sum(k.stats.cache_hits.values()) for k in vars(linear).values() if isinstance(k, CPUDispatcher)))
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), PYTHONPATH=str(pkg_root))
+    cmd = (f"mount --bind {pkg_root} {pkg_root} && mount -o remount,bind,ro {pkg_root} && "
+           f"! touch {pkg_root}/fastbp/probe 2>/dev/null && cd {tmp_path} && {sys.executable} -c \"$SCRIPT\"")
+    outs = [subprocess.run(["unshare", "-m", "sh", "-c", cmd], env={**env, "SCRIPT": script},
+                           capture_output=True, text=True) for _ in range(2)]
+    for out in outs:
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert not list(pkg_root.rglob("*.nbi"))  # nothing written next to the sources
+    assert list((home / ".cache").rglob("*.nbi"))  # but into the user cache directory
+    assert int(outs[1].stdout.split()[-1]) > 0  # and the second process loaded from it
