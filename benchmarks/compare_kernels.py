@@ -37,11 +37,11 @@ def timed(fn, number):
 
 #: idle time before each contender's turn: thread pools that spin after work (OpenBLAS's threads
 #: keep polling for a while, OpenMP's too) go quiet, so no contender pays for the previous one's
-GAP_S = 0.1
+GAP_S = 0.3
 
 
 def compare(contenders: dict, rounds: int, budget_s: float = 0.05) -> dict:
-    """Median seconds per call of each callable, timed alternately in rounds."""
+    """Seconds per call of each callable, timed alternately in rounds: {name: [per-round times]}."""
     for fn in contenders.values():  # warm up (compilation, caches, thread pools)
         fn()
         fn()
@@ -52,7 +52,17 @@ def compare(contenders: dict, rounds: int, budget_s: float = 0.05) -> dict:
             time.sleep(GAP_S)
             fn()  # one untimed call wakes the pools
             samples[name].append(timed(fn, number[name]))
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
+
+
+def median(samples):
+    return statistics.median(samples)
+
+
+def median_ratio(base, ours):
+    """Median over rounds of baseline time / our time: each ratio pairs two timings taken moments
+    apart, so drift of the shared machine between rounds cancels out."""
+    return statistics.median(b / o for b, o in zip(base, ours))
 
 
 def stream_bandwidth(n: int, rounds: int) -> float:
@@ -66,7 +76,7 @@ def stream_bandwidth(n: int, rounds: int) -> float:
 
     a, b, c = (np.ones(n, np.float32) for _ in range(3))
     s = np.float32(3.0)
-    t = compare({"triad": lambda: triad(a, b, c, s)}, rounds)["triad"]
+    t = median(compare({"triad": lambda: triad(a, b, c, s)}, rounds)["triad"])
     return 12 * n / t / 1e9
 
 
@@ -179,9 +189,10 @@ def bench_adam(rows, n, rounds, bandwidth):
     if torch is not None:
         rows.append((name, "torch Adam(fused=True)", t["fastbp"], t["torch"], 1.2 if n <= 10**6 else None))
     if n >= 10**7:
-        gbs = 28 * n / t["fastbp"] / 1e9
+        gbs = 28 * n / median(t["fastbp"]) / 1e9
         # ratio = time at the triad's bandwidth / our time = the fraction of that bandwidth reached
-        rows.append((name, f"streaming triad {bandwidth:.1f} GB/s", t["fastbp"], 28 * n / bandwidth / 1e9, 0.8,
+        ideal = [28 * n / bandwidth / 1e9] * len(t["fastbp"])
+        rows.append((name, f"streaming triad {bandwidth:.1f} GB/s", t["fastbp"], ideal, 0.8,
                      f"{gbs:.1f} GB/s, 28 B/param"))
 
 
@@ -214,10 +225,12 @@ def main(argv=None):
     bench_adam(rows, 10**7, max(3, rounds // 3), bandwidth)
 
     print(f"{'case':<38} {'baseline':<34} {'fastbp':>10} {'baseline':>10} {'ratio':>7} {'target':>7}")
+    print(f"{'':<38} {'':<34} {'median':>10} {'median':>10} {'median':>7}")
     failed = 0
     for row in rows:
-        name, base_name, ours, base, target = row[:5]
-        ratio = base / ours
+        name, base_name, ours_s, base_s, target = row[:5]
+        ratio = median_ratio(base_s, ours_s)
+        ours, base = median(ours_s), median(base_s)
         ok = "" if target is None else ("ok" if ratio >= target else "MISS")
         failed += ok == "MISS"
         extra = f"  ({row[5]})" if len(row) > 5 else ""

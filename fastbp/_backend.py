@@ -16,6 +16,23 @@ from dataclasses import dataclass, field
 
 ENV_VAR = "FASTBP_BACKEND"
 
+from numpy import ndarray as _ndarray  # noqa: E402  (host arrays: the fast path of auto_backend)
+
+
+def _environment_choice() -> str | None:
+    return os.environ.get(ENV_VAR)
+
+
+try:  # os.environ.get costs ~1.5 us when the variable is absent (a KeyError inside); read the
+    # mapping os.environ keeps in sync underneath instead (CPython), still on every call
+    _ENV_DATA, _ENV_KEY, _decode = os.environ._data, os.environ.encodekey(ENV_VAR), os.environ.decodevalue
+
+    def _environment_choice() -> str | None:  # noqa: F811
+        value = _ENV_DATA.get(_ENV_KEY)
+        return None if value is None else _decode(value)
+except AttributeError:  # another Python: the plain lookup above
+    pass
+
 
 class BackendUnavailableError(RuntimeError):
     """A backend was asked for by name but cannot run here; the message says why."""
@@ -102,7 +119,11 @@ def is_device_array(a) -> bool:
 
 def auto_backend(*arrays) -> str:
     """The backend automatic selection picks for these arrays."""
-    device = "cuda" if any(is_device_array(a) for a in arrays) else "cpu"
+    device = "cpu"
+    for a in arrays:
+        if type(a) is not _ndarray and is_device_array(a):
+            device = "cuda"
+            break
     chosen = _AUTO.get(device)
     if chosen is None:
         chosen = _AUTO[device] = _auto_for(device)
@@ -122,12 +143,12 @@ def _auto_for(device: str) -> str:
 
 def selected_name(explicit: str | None = None, *arrays) -> str:
     """Resolve argument > context > environment > automatic to a backend name."""
-    return explicit or _CURRENT.get() or os.environ.get(ENV_VAR) or auto_backend(*arrays)
+    return explicit or _CURRENT.get() or _environment_choice() or auto_backend(*arrays)
 
 
 def select(explicit: str | None = None, *arrays):
     """The backend module for a kernel call (see the module docstring for the order)."""
-    name = explicit or _CURRENT.get() or os.environ.get(ENV_VAR) or auto_backend(*arrays)
+    name = explicit or _CURRENT.get() or _environment_choice() or auto_backend(*arrays)
     entry = _REGISTRY.get(name)
     if entry is not None and entry._loaded is not None:
         return entry._loaded  # the common case, without the checks of load()

@@ -23,6 +23,7 @@ import numbers
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT_TYPES = (np.float32, np.float64)
 
 
 def _describe(a) -> str:
@@ -46,7 +47,7 @@ def array(fn: str, name: str, a) -> np.ndarray:
 def float_type(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
     """Require a float32/float64 array (of ``ndim`` dimensions); return it as it is."""
     array(fn, name, a)
-    if a.dtype not in FLOAT_DTYPES:
+    if a.dtype.type not in _FLOAT_TYPES:
         raise TypeError(f"{fn}: {name} must have dtype float32 or float64; got {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{fn}: {name} must be {ndim}-D; got {_describe(a)}")
@@ -56,14 +57,15 @@ def float_type(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
 def float_array(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
     """Require a float32/float64 input array (of ``ndim`` dimensions); return it C-contiguous
     (a copy when it was a strided, Fortran-ordered or negative-stride view)."""
-    return np.ascontiguousarray(float_type(fn, name, a, ndim))
+    float_type(fn, name, a, ndim)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def common_dtype(fn: str, **arrays) -> np.dtype:
     """Require every given (non-None) array to share one dtype; return it."""
     given = {k: v for k, v in arrays.items() if v is not None}
     dtypes = {v.dtype for v in given.values()}
-    if len(dtypes) > 1:
+    if len(dtypes) > 1:  # (the set holds one entry per distinct dtype)
         listing = ", ".join(f"{k}: {v.dtype}" for k, v in given.items())
         raise TypeError(f"{fn}: all float arrays of one call must share a dtype; got {listing}")
     return dtypes.pop()

@@ -49,10 +49,9 @@ def linear_backward(dy, x, w, saved, code, alpha, dz, dx, dw, db):
         return
     m, k = x.shape
     n = w.shape[1]
-    parallel = not (_lin.is_serial(k, n, m) and _lin.is_serial(m, k, n, False)) or m * n >= SERIAL_ELEMENTS
-    kernel = _lin.linear_backward if parallel else _lin.linear_backward_serial
+    need_dx = dx is not None
+    kernel = _lin.linear_backward_serial if _lin.backward_is_serial(m, k, n, need_dx) else _lin.linear_backward
     with _one_blas_thread:
-        need_dx = dx is not None
         if not need_dx:
             dx = np.empty((0, k), x.dtype)
         kernel(dy, x, w, dy if saved is None else saved, code, alpha, dz, dz is dy, dx, need_dx, dw, db)
