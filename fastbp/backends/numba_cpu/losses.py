@@ -9,7 +9,7 @@ CE_ROWS = 64
 MSE_CHUNK = 1 << 14
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _ce_rows(logits, labels, targets, dlogits, r0, r1):
     """Sum over rows [r0, r1) of the per-row loss (float64); writes dlogits rows (unscaled by 1/batch
     until the end of the row). dlogits may be logits."""
@@ -76,36 +76,46 @@ def softmax_cross_entropy_serial(logits, labels, targets, dlogits):
     return total / batch
 
 
-@njit(cache=True, inline="always")
-def _mse_chunk(pf, tf, gf, scale, lo, hi):
-    ps = pf[lo:hi]
-    ts = tf[lo:hi]
+@njit(cache=True)
+def _squares_chunk(pf, tf, lo, hi):
+    """sum over [lo, hi) of (pred - target)^2, in float64."""
     acc = 0.0
-    if gf is None:
-        for j in range(ps.size):
-            d = float(ps[j]) - float(ts[j])
-            acc += d * d
-    else:
-        gs = gf[lo:hi]
-        for j in range(ps.size):
-            d = float(ps[j]) - float(ts[j])
-            acc += d * d
-            gs[j] = scale * d
+    for j in range(lo, hi):
+        d = float(pf[j]) - float(tf[j])
+        acc += d * d
+    return acc
+
+
+@njit(cache=True)
+def _mse_chunk(pf, tf, gf, scale, lo, hi):
+    """_squares_chunk, writing the gradient scale (pred - target) on the way."""
+    acc = 0.0
+    for j in range(lo, hi):
+        d = float(pf[j]) - float(tf[j])
+        acc += d * d
+        gf[j] = scale * d
     return acc
 
 
 @njit(cache=True, parallel=True)
 def mse_loss(pred, target, dpred):
-    """mean((pred - target)^2) and dpred = 2 (pred - target) / n when dpred is not None."""
+    """mean((pred - target)^2) and dpred = 2 (pred - target) / n when dpred is not None.
+
+    (Two loops under a test of the argument itself: an Optional value made from ``dpred`` and
+    used inside a prange loop was passed to the parallel worker as garbage now and then.)"""
     pf = pred.reshape(-1)
     tf = target.reshape(-1)
-    gf = None if dpred is None else dpred.reshape(-1)
     n = pf.size
-    scale = 2.0 / n
     n_chunks = -(-n // MSE_CHUNK)
     partial = np.empty(n_chunks, np.float64)
-    for c in prange(n_chunks):
-        partial[c] = _mse_chunk(pf, tf, gf, scale, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK))
+    if dpred is None:
+        for c in prange(n_chunks):
+            partial[c] = _squares_chunk(pf, tf, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK))
+    else:
+        gf = dpred.reshape(-1)
+        scale = 2.0 / n
+        for c in prange(n_chunks):
+            partial[c] = _mse_chunk(pf, tf, gf, scale, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK))
     total = 0.0
     for c in range(n_chunks):
         total += partial[c]
