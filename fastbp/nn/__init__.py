@@ -1,0 +1,23 @@
+"""fastbp.nn: Keras-style layers, model, losses, optimizers and schedules over fastbp's kernels.
+
+    from fastbp import nn
+    model = nn.Sequential([nn.Dense(128, activation="relu", input_shape=(784,)),
+                           nn.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=10)
+    loss, accuracy = model.evaluate(x_test, y_test)
+"""
+from . import initializers, losses, optimizers, schedules
+from .callbacks import Callback, History
+from .layers import Activation, Dense, Layer
+from .losses import CategoricalCrossentropy, MeanSquaredError, SparseCategoricalCrossentropy
+from .model import Sequential
+from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from .schedules import CosineDecay, ExponentialDecay, LearningRateSchedule, PiecewiseConstantDecay
+
+__all__ = [
+    "Sequential", "Dense", "Activation", "Layer", "SGD", "Adam", "AdamW", "RMSprop", "Optimizer",
+    "ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay", "LearningRateSchedule",
+    "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "Callback", "History",
+    "initializers", "losses", "optimizers", "schedules",
+]

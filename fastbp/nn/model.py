@@ -1,0 +1,350 @@
+"""Sequential: Keras's model API over fastbp's kernels.
+
+All weights live in one flat float32 buffer (each layer's kernel and bias are views into it), and
+so do their gradients: one optimizer kernel call updates every weight per step. Every buffer a
+training step needs is allocated once per batch size, so a step allocates nothing.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import activations as A
+from .. import kernels as K
+from . import losses as losses_mod
+from . import optimizers as optimizers_mod
+from .callbacks import Callback, History, ProgressBar
+from .layers import Activation, Dense, Layer
+
+
+class Sequential:
+    """A stack of layers. ``seed`` makes initialization and shuffling reproducible; ``backend``
+    picks the kernels' backend (None: the usual selection, see :func:`fastbp.use_backend`)."""
+
+    def __init__(self, layers=None, name=None, seed=None, backend=None, dtype=np.float32):
+        self.layers: list[Layer] = []
+        self.name = name or "sequential"
+        self.seed = seed
+        self.backend = backend
+        self.dtype = np.dtype(dtype)
+        self._rng = np.random.default_rng(seed)
+        self.built = False
+        self.optimizer = self.loss = None
+        self.metrics = []
+        self._plans = {}
+        for layer in layers or []:
+            self.add(layer)
+
+    # ----------------------------------------------------------------------------- structure
+
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add: expected a layer (Dense, Activation); got {type(layer).__name__}")
+        if self.built:
+            raise RuntimeError("Sequential.add: the model is already built")
+        self.layers.append(layer)
+
+    def build(self, n_in: int | None = None) -> None:
+        """Fix every layer's widths and initialize the weights in one flat buffer."""
+        if self.built:
+            return
+        if not self.layers:
+            raise ValueError("Sequential.build: the model has no layers")
+        if n_in is None:
+            shape = self.layers[0].input_shape
+            if shape is None:
+                raise ValueError("Sequential.build: give the first layer an input_shape, or call fit() first")
+            n_in = int(np.prod(shape))
+        self.widths = [n_in]
+        for layer in self.layers:
+            self.widths.append(layer.build(self.widths[-1]))
+        shapes = [(layer, s) for layer in self.layers for s in layer.params_shapes()]
+        sizes = [int(np.prod(s)) for _, s in shapes]
+        self.params = np.zeros(sum(sizes), self.dtype)
+        self.grads = np.zeros_like(self.params)
+        self.segments = []
+        start = 0
+        for layer in self.layers:
+            layer.weights, layer.grads = [], []
+            for value, s in zip(layer.init_params(self._rng, self.dtype), layer.params_shapes()):
+                stop = start + int(np.prod(s))
+                view = self.params[start:stop].reshape(s)
+                view[...] = value
+                layer.weights.append(view)
+                layer.grads.append(self.grads[start:stop].reshape(s))
+                self.segments.append((start, stop))
+                start = stop
+        self.built = True
+
+    # --------------------------------------------------------------------------------- compile
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+        """Choose the optimizer (a name or an object), the loss and the metrics (["accuracy"])."""
+        if loss is None:
+            raise ValueError("Sequential.compile: a loss is required")
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.loss = losses_mod.get(loss)
+        self.metrics = list(metrics or [])
+        for m in self.metrics:
+            if m not in ("accuracy", "acc"):
+                raise ValueError(f"Sequential.compile: unknown metric {m!r}; supported: 'accuracy'")
+        last = self.layers[-1].activation if self.layers else A.get("linear")
+        if self.loss.needs_logits:
+            if self.loss.from_logits and last.code != A.LINEAR:
+                raise ValueError(f"{self.loss.name}(from_logits=True) needs a linear last layer; it is {last.name}")
+            if not self.loss.from_logits and last.code != A.SOFTMAX:
+                raise ValueError(f"{self.loss.name} on probabilities needs a softmax last layer (it is "
+                                 f"{last.name}); or use a linear last layer with from_logits=True")
+        self.optimizer.iterations = 0
+        self.optimizer._state = ()
+
+    @property
+    def _fused_softmax(self) -> bool:
+        """Softmax output + cross-entropy: the last layer computes logits; the loss kernel does the rest."""
+        return self.loss is not None and self.loss.needs_logits and not self.loss.from_logits
+
+    # ----------------------------------------------------------------------------- buffers
+
+    def _plan(self, batch: int) -> dict:
+        """Every buffer a step with this batch size needs (outputs, pre-activations, gradients)."""
+        plan = self._plans.get(batch)
+        if plan is None:
+            w = self.widths
+            plan = {
+                "x": np.empty((batch, w[0]), self.dtype),
+                "y": [np.empty((batch, w[i + 1]), self.dtype) for i in range(len(self.layers))],
+                "z": [np.empty((batch, w[i + 1]), self.dtype) if self._act(i).needs == A.NEEDS_PREACT else None
+                      for i in range(len(self.layers))],
+                "dx": [np.empty((batch, w[i]), self.dtype) for i in range(len(self.layers))],
+                "dz": [np.empty((batch, w[i + 1]), self.dtype) for i in range(len(self.layers))],
+                "g": np.empty((batch, w[-1]), self.dtype),
+            }
+            self._plans = {batch: plan}  # keep one: the training batch (the last partial batch slices it)
+        return plan
+
+    def _act(self, i: int):
+        """The activation layer i applies while training (logits for a fused softmax output)."""
+        act = self.layers[i].activation
+        if i == len(self.layers) - 1 and self._fused_softmax:
+            return A.get("linear")
+        return act
+
+    # ------------------------------------------------------------------------------ passes
+
+    def _forward(self, x, plan, n, training):
+        h = x
+        for i, layer in enumerate(self.layers):
+            act = self._act(i)
+            y = plan["y"][i][:n]
+            z = plan["z"][i][:n] if training and plan["z"][i] is not None else None
+            if isinstance(layer, Dense):
+                K.linear_forward(h, layer.kernel, layer.bias, act.name, alpha=layer.alpha, out=y, preact_out=z,
+                                 backend=self.backend)
+            else:
+                K.activation_forward(h, act.name, alpha=layer.alpha, out=y, backend=self.backend)
+                if z is not None:
+                    z[...] = h
+            h = y
+        return h
+
+    def _loss(self, out, target, grad):
+        if self.loss.needs_logits:
+            return K.softmax_cross_entropy(out, target, dlogits=grad, need_grad=grad is not None,
+                                           backend=self.backend)[0]
+        return K.mse_loss(out, target, dpred=grad, need_grad=grad is not None, backend=self.backend)[0]
+
+    def _backward(self, x, plan, n):
+        g = plan["g"][:n]
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            act = self._act(i)
+            h_in = x if i == 0 else plan["y"][i - 1][:n]
+            y = plan["y"][i][:n]
+            z = plan["z"][i][:n] if plan["z"][i] is not None else None
+            saved = {"y": y} if act.needs == A.NEEDS_OUTPUT else {"z": z} if act.needs == A.NEEDS_PREACT else {}
+            dx = plan["dx"][i][:n] if i > 0 else None
+            if isinstance(layer, Dense):
+                K.linear_backward(g, h_in, layer.kernel, activation=act.name, alpha=layer.alpha, dx=dx,
+                                  dw=layer.grads[0], db=layer.grads[1] if layer.use_bias else None,
+                                  dz=plan["dz"][i][:n], need_dx=i > 0, need_db=layer.use_bias,
+                                  backend=self.backend, **saved)
+            elif i > 0:
+                K.activation_backward(g, act.name, alpha=layer.alpha, out=dx, backend=self.backend, **saved)
+            g = dx
+
+    def _metric_counts(self, out, target):
+        """Number of correct predictions in the batch (argmax of outputs; logits give the same)."""
+        pred = out.argmax(axis=1)
+        truth = target if target.ndim == 1 else target.argmax(axis=1)
+        return int(np.count_nonzero(pred == truth))
+
+    # -------------------------------------------------------------------------------- data
+
+    def _prepare(self, x, y=None):
+        x = np.asarray(x)
+        if x.ndim == 1:
+            raise ValueError(f"expected inputs of shape (samples, features); got {x.shape}")
+        if x.ndim > 2:
+            x = x.reshape(len(x), -1)
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if not self.built:
+            self.build(x.shape[1])
+        if x.shape[1] != self.widths[0]:
+            raise ValueError(f"expected {self.widths[0]} input features; got {x.shape[1]}")
+        if y is None:
+            return x, None
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise ValueError(f"x and y have different numbers of samples: {len(x)} and {len(y)}")
+        if self.loss is not None and getattr(self.loss, "sparse", False):
+            y = np.ascontiguousarray(y.reshape(len(y)), dtype=np.intp)
+        else:
+            y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=self.dtype)
+            if y.shape[1] != self.widths[-1]:
+                raise ValueError(f"expected targets with {self.widths[-1]} columns; got {y.shape[1]}")
+        return x, y
+
+    # ---------------------------------------------------------------------------- training
+
+    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True) -> History:
+        """Train for ``epochs`` passes over (x, y) in shuffled batches; return the History."""
+        if self.optimizer is None:
+            raise RuntimeError("Sequential.fit: call compile() first")
+        x, y = self._prepare(x, y)
+        if validation_data is None and validation_split:
+            if not 0 < validation_split < 1:
+                raise ValueError(f"validation_split must be in (0, 1); got {validation_split}")
+            cut = int(len(x) * (1 - validation_split))
+            validation_data = (x[cut:], y[cut:])
+            x, y = x[:cut], y[:cut]
+        history = History()
+        cbs = [history] + list(callbacks or [])
+        for cb in cbs:
+            cb.model = self
+        n = len(x)
+        steps = math.ceil(n / batch_size)
+        plan = self._plan(batch_size)
+        progress = ProgressBar(verbose, epochs, steps)
+        for cb in cbs:
+            cb.on_train_begin()
+        for epoch in range(epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            progress.epoch_begin(epoch)
+            order = self._rng.permutation(n) if shuffle else np.arange(n)
+            total_loss = 0.0
+            correct = 0
+            for step in range(steps):
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                b = len(idx)
+                xb = plan["x"][:b]
+                np.take(x, idx, axis=0, out=xb)
+                yb = y[idx]
+                out = self._forward(xb, plan, b, training=True)
+                if self.metrics:
+                    correct += self._metric_counts(out, yb)
+                total_loss += self._loss(out, yb, plan["g"][:b]) * b
+                self._backward(xb, plan, b)
+                self.optimizer.apply(self.params, self.grads, self.segments, backend=self.backend)
+                if verbose == 1:
+                    seen = min((step + 1) * batch_size, n)
+                    progress.update(1, self._logs(total_loss / seen, correct / seen))
+            logs = self._logs(total_loss / n, correct / n)
+            if validation_data is not None:
+                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            progress.epoch_end(epoch, logs)
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+        for cb in cbs:
+            cb.on_train_end()
+        return history
+
+    def _logs(self, loss, accuracy):
+        logs = {"loss": loss}
+        if self.metrics:
+            logs["accuracy"] = accuracy
+        return logs
+
+    # ------------------------------------------------------------------------ evaluation
+
+    def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False):
+        """Mean loss (and accuracy) over (x, y): ``loss`` or ``[loss, accuracy]`` like Keras."""
+        x, y = self._prepare(x, y)
+        n = len(x)
+        total_loss = 0.0
+        correct = 0
+        plan = self._plan(max(batch_size, self._training_batch()))
+        for start in range(0, n, plan["x"].shape[0]):
+            xb = x[start:start + plan["x"].shape[0]]
+            yb = y[start:start + plan["x"].shape[0]]
+            out = self._forward(xb, plan, len(xb), training=False)
+            total_loss += self._loss(out, yb, None) * len(xb)
+            if self.metrics:
+                correct += self._metric_counts(out, yb)
+        logs = self._logs(total_loss / n, correct / n)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        if return_dict:
+            return logs
+        return list(logs.values()) if self.metrics else logs["loss"]
+
+    def _training_batch(self):
+        return next(iter(self._plans), 0)
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """The model's outputs (probabilities for a softmax output)."""
+        x, _ = self._prepare(x)
+        plan = self._plan(max(batch_size, self._training_batch()))
+        rows = plan["x"].shape[0]
+        out = np.empty((len(x), self.widths[-1]), self.dtype)
+        for start in range(0, len(x), rows):
+            xb = x[start:start + rows]
+            res = self._forward(xb, plan, len(xb), training=False)
+            if self._fused_softmax:
+                K.activation_forward(res, "softmax", out=out[start:start + len(xb)], backend=self.backend)
+            else:
+                out[start:start + len(xb)] = res
+        return out
+
+    # ------------------------------------------------------------------------------ weights
+
+    def count_params(self) -> int:
+        return int(self.params.size) if self.built else 0
+
+    def get_weights(self) -> list:
+        self.build()
+        return [w.copy() for layer in self.layers for w in layer.weights]
+
+    def set_weights(self, weights) -> None:
+        self.build()
+        mine = [w for layer in self.layers for w in layer.weights]
+        if len(weights) != len(mine):
+            raise ValueError(f"set_weights: expected {len(mine)} arrays; got {len(weights)}")
+        for target, value in zip(mine, weights):
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(f"set_weights: expected shape {target.shape}; got {value.shape}")
+            target[...] = value
+
+    def save_weights(self, path) -> None:
+        """Save the weights to an .npz file (arrays in layer order)."""
+        np.savez(path, *self.get_weights())
+
+    def load_weights(self, path) -> None:
+        with np.load(path) as data:
+            self.set_weights([data[f"arr_{i}"] for i in range(len(data.files))])
+
+    def summary(self, print_fn=print) -> None:
+        self.build()
+        lines = [f'Model: "{self.name}"', f"{'Layer (type)':<28}{'Output Shape':<20}{'Param #':>10}", "=" * 58]
+        for i, layer in enumerate(self.layers):
+            kind = type(layer).__name__
+            act = layer.activation.name
+            params = sum(int(np.prod(s)) for s in layer.params_shapes())
+            lines.append(f"{(layer.name or f'{kind.lower()}_{i}') + f' ({kind}, {act})':<28}"
+                         f"{str((None, self.widths[i + 1])):<20}{params:>10,}")
+        lines += ["=" * 58, f"Total params: {self.count_params():,}"]
+        print_fn("\n".join(lines))
