@@ -47,8 +47,9 @@ class Optimizer:
         lr = self.current_learning_rate()
         if self.clipvalue is not None:
             K.clip_grad_value(grads, self.clipvalue, backend=backend)
-        if self.clipnorm is not None:
-            K.clip_grad_norm([grads[a:b] for a, b in segments], self.clipnorm, backend=backend)
+        if self.clipnorm is not None:  # each variable by its own norm
+            for a, b in segments:
+                K.clip_grad_norm(grads[a:b], self.clipnorm, backend=backend)
         if self.global_clipnorm is not None:
             K.clip_grad_norm(grads, self.global_clipnorm, backend=backend)
         self._update(params, grads, lr, backend)
@@ -60,6 +61,11 @@ class Optimizer:
     def _decay(self, params, lr):
         if self.weight_decay:
             params *= params.dtype.type(1 - lr * self.weight_decay)
+
+    def compiled_spec(self):
+        """(optimizer code, hyper-parameters, state arrays) for the compiled training loop; see
+        fastbp.nn._compiled._optimize."""
+        raise NotImplementedError
 
     def get_config(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "iterations"}
@@ -75,6 +81,9 @@ class SGD(Optimizer):
 
     def _slots(self):
         return 1 if self.momentum else 0
+
+    def compiled_spec(self):
+        return 0, [self.momentum, 0.0, 0.0, self.weight_decay or 0.0, float(self.nesterov), 0.0], self._state
 
     def _update(self, params, grads, lr, backend):
         self._decay(params, lr)
@@ -92,6 +101,9 @@ class Adam(Optimizer):
 
     def _slots(self):
         return 3 if self.amsgrad else 2
+
+    def compiled_spec(self):
+        return 1, [self.beta_1, self.beta_2, self.epsilon, self.weight_decay or 0.0, float(self.amsgrad), 0.0], self._state
 
     def _update(self, params, grads, lr, backend):
         m, v = self._state[:2]
@@ -116,6 +128,9 @@ class RMSprop(Optimizer):
 
     def _slots(self):
         return 3
+
+    def compiled_spec(self):
+        return 2, [self.rho, 0.0, self.epsilon, self.weight_decay or 0.0, float(self.centered), self.momentum], self._state
 
     def _update(self, params, grads, lr, backend):
         self._decay(params, lr)

@@ -204,9 +204,14 @@ def linear_backward(dy, x, w, saved, code, alpha, dz, dz_is_dy, dx, need_dx, dw,
     n_chunks = -(-m // DB_ROWS)
     want_db = db is not None
     db_part = np.empty((n_chunks if want_db else 0, n), np.float64)
+    # (a loop of one iteration runs on this thread: a parallel launch costs ~5 us)
     if code != LINEAR or not dz_is_dy or want_db:
-        for c in prange(n_chunks):
-            _dz_chunk(dy, saved, code, alpha, dz, dz_is_dy, db_part, want_db, c, c * DB_ROWS, min(m, (c + 1) * DB_ROWS))
+        if n_chunks == 1:
+            _dz_chunk(dy, saved, code, alpha, dz, dz_is_dy, db_part, want_db, 0, 0, m)
+        else:
+            for c in prange(n_chunks):
+                _dz_chunk(dy, saved, code, alpha, dz, dz_is_dy, db_part, want_db, c, c * DB_ROWS,
+                          min(m, (c + 1) * DB_ROWS))
     if want_db:
         _finish_db(db_part, db)
     if m == 0:
@@ -215,10 +220,16 @@ def linear_backward(dy, x, w, saved, code, alpha, dz, dz_is_dy, dx, need_dx, dw,
     rb_dw, n_dw, cb_dx, n_dx = _plan_backward(m, k, n, need_dx)
     # two loops, not one: a dx tile costs several dw tiles, and prange hands each thread a
     # contiguous block of iterations, so a shared loop would leave one thread with the dx tiles
-    for t in prange(n_dw):
-        _dw_tile(x, dz, dw, t, rb_dw)
-    for t in prange(n_dx):
-        _dx_tile(dz, w, dx, t, cb_dx)
+    if n_dw == 1:
+        _dw_tile(x, dz, dw, 0, rb_dw)
+    else:
+        for t in prange(n_dw):
+            _dw_tile(x, dz, dw, t, rb_dw)
+    if n_dx == 1:
+        _dx_tile(dz, w, dx, 0, cb_dx)
+    elif n_dx > 1:
+        for t in prange(n_dx):
+            _dx_tile(dz, w, dx, t, cb_dx)
 
 
 @njit(cache=True)

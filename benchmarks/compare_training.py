@@ -1,0 +1,152 @@
+"""One training epoch of the classic MNIST MLP (784-128 relu-10 softmax, Adam, sparse CE):
+fastbp.nn against PyTorch CPU eager (the standard nn.Sequential + Adam loop), in one process.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_training.py [--rounds 3]
+
+Real MNIST (FASTBP_DATA or ../shared/data), float32, 2 threads each, epochs alternated between
+the contenders; medians. Each contender runs in its own worker process, started once and kept
+warm: in one process, PyTorch's OpenMP pool and Numba's slow each other down (measured here: a
+PyTorch epoch 2.0 s alone, 6.7 s beside a Numba pool; or the other way round, depending on which
+pool started first), which would measure the neighbour, not the contender. Also the
+matrix-product floor: the epoch's GEMM flops at the BLAS rate measured here (NumPy, 1024^3).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import fastbp
+from fastbp import nn
+from fastbp.datasets import load_mnist
+
+THREADS = 2
+GAP_S = 0.3
+
+
+def epoch_flops(n, n_in=784, hidden=128, classes=10):
+    """GEMM flops of one epoch: forward (2 products), backward dw1, dw2, dx2 (no dx for layer 1)."""
+    return n * 2 * (2 * n_in * hidden + 2 * hidden * classes + n_in * hidden + hidden * classes)
+
+
+def blas_rate(rounds=5):
+    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
+    a @ a
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t)
+    return 2 * 1024**3 / statistics.median(times)
+
+
+def fastbp_epoch(x, y, batch):
+    model = nn.Sequential([nn.Dense(128, activation="relu", input_shape=(784,)),
+                           nn.Dense(10, activation="softmax")], seed=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x[:batch * 4], y[:batch * 4], batch_size=batch, epochs=1, verbose=0)  # compile, warm up
+
+    def run():
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+    return run
+
+
+def torch_epoch(x, y, batch):
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+
+    def run():
+        perm = torch.randperm(len(tx))
+        for i in range(0, len(tx), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(tx[idx]), ty[idx])
+            loss.backward()
+            opt.step()
+    return run
+
+
+def _load(data):
+    (x, y), _ = load_mnist(data, download=False)
+    return (x.reshape(-1, 784) / 255.0).astype(np.float32), y
+
+
+def worker(name, data, batch):
+    """Serve epochs on request: read a line, run one epoch, print its seconds."""
+    x, y = _load(data)
+    if name == "torch":
+        import torch
+
+        torch.set_num_threads(THREADS)
+        run = torch_epoch(x, y, batch)
+        run()
+    else:
+        fastbp.set_num_threads(THREADS)
+        run = fastbp_epoch(x, y, batch)
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        t = time.perf_counter()
+        run()
+        print(time.perf_counter() - t, flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--worker", nargs=2, metavar=("NAME", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    data = args.data or os.environ.get("FASTBP_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    if args.worker:
+        return worker(args.worker[0], data, int(args.worker[1]))
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    rate = blas_rate()
+    floor = epoch_flops(60000) / rate
+    print(f"fastbp {fastbp.__version__} ({fastbp._backend.auto_backend()}), torch "
+          f"{torch.__version__ if torch else 'not installed'}, {THREADS} threads, {args.rounds} rounds (medians); "
+          f"BLAS {rate / 1e9:.0f} GFLOP/s -> matrix-product floor {floor:.3f} s/epoch")
+    print(f"{'batch':>5} {'fastbp s':>9} {'torch s':>9} {'speedup':>8} {'x floor':>8}")
+    for batch in args.batches:
+        names = ["fastbp"] + (["torch"] if torch is not None else [])
+        procs = {name: subprocess.Popen([sys.executable, __file__, "--data", data, "--worker", name, str(batch)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 for name in names}
+        for p in procs.values():
+            assert p.stdout.readline().strip() == "ready"
+        times = {k: [] for k in procs}
+        for _ in range(args.rounds):
+            for name, p in procs.items():
+                time.sleep(GAP_S)
+                p.stdin.write("run\n")
+                p.stdin.flush()
+                times[name].append(float(p.stdout.readline()))
+        for p in procs.values():
+            p.stdin.close()
+            p.wait()
+        ours = statistics.median(times["fastbp"])
+        if torch is not None:
+            theirs = statistics.median(times["torch"])
+            ratio = statistics.median(t / o for t, o in zip(times["torch"], times["fastbp"]))
+            print(f"{batch:>5} {ours:>9.3f} {theirs:>9.3f} {ratio:>7.2f}x {ours / floor:>7.2f}x")
+        else:
+            print(f"{batch:>5} {ours:>9.3f} {'-':>9} {'-':>8} {ours / floor:>7.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
