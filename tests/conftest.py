@@ -5,3 +5,26 @@ import pytest
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261126)
+
+
+def _mnist_dir():
+    import os
+    from pathlib import Path
+
+    from fastbp.datasets import MNIST_FILES
+
+    for candidate in (os.environ.get("FASTBP_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"):
+        if candidate:
+            for d in (Path(candidate), Path(candidate) / "mnist"):
+                if all((d / f).is_file() for f in MNIST_FILES):
+                    return d
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    """The folder with the MNIST files: $FASTBP_DATA, else ../shared/data beside the checkout."""
+    d = _mnist_dir()
+    if d is None:
+        pytest.skip("MNIST files not found (set FASTBP_DATA)")
+    return d
