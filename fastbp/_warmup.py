@@ -1,4 +1,5 @@
-"""Run every kernel once, on shapes that reach both the serial and the parallel code paths.
+"""Run every kernel once, on shapes that reach both the serial and the parallel code paths, and
+one tiny training run of fastbp.nn.
 
 On the numba backend this compiles every kernel (and writes Numba's on-disk cache), so later
 processes start fast: ``fastbp warmup`` after installing.
@@ -50,4 +51,17 @@ def run_every_kernel(backend: str | None = None, dtypes=(np.float32, np.float64)
             K.clip_grad_norm([g], 1.0, backend=backend)
             K.clip_grad_norm([g], 1.0, norm_type=float("inf"), backend=backend)
             K.clip_grad_value([g], 1.0, backend=backend)
+    _warm_training(backend)
     return time.perf_counter() - t0
+
+
+def _warm_training(backend):
+    """One tiny fit: on numba this compiles the whole-step training loop of fastbp.nn (float32)."""
+    from . import nn
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8), dtype=np.float32)
+    model = nn.Sequential([nn.Dense(16, activation="relu", input_shape=(8,)), nn.Dense(3, activation="softmax")],
+                          seed=0, backend=backend)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, rng.integers(0, 3, 64), batch_size=16, epochs=1, verbose=0)
