@@ -14,9 +14,9 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-ENV_VAR = "FASTBP_BACKEND"
+from numpy import ndarray as _ndarray  # host arrays: the fast path of auto_backend
 
-from numpy import ndarray as _ndarray  # noqa: E402  (host arrays: the fast path of auto_backend)
+ENV_VAR = "FASTBP_BACKEND"
 
 
 def _environment_choice() -> str | None:
