@@ -8,7 +8,10 @@ CONTENDERS = ["fastbp:numba", "fastbp:cython", "fastbp:numpy", "torch"]
 
 
 def _data():
-    from fastbp.datasets import load_mnist
+    try:
+        from fastbp.datasets import load_mnist
+    except ImportError as exc:
+        raise NotImplementedError(f"fastbp.datasets at this commit: {exc}") from None
 
     (x, y), _ = load_mnist(mnist_dir(), download=False)
     return (x.reshape(-1, 784) / 255.0).astype(np.float32), y
@@ -25,9 +28,12 @@ class MnistEpoch:
         x, y = _data()
         self.samples = len(x)
         if backend.startswith("fastbp:"):
-            from fastbp import nn
-
             name = fastbp_backend(backend)
+            try:
+                from fastbp import nn
+            except ImportError as exc:
+                raise NotImplementedError(f"fastbp.nn at this commit: {exc}") from None
+
             model = nn.Sequential([nn.Dense(128, activation="relu", input_shape=(784,)),
                                    nn.Dense(10, activation="softmax")], seed=0, backend=name)
             model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
