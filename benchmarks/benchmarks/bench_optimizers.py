@@ -114,3 +114,56 @@ class ClipGradNorm:
 
     def time_clip_grad_norm(self, backend, size):
         self.fn()
+
+
+class RMSprop:
+    params = [BACKENDS, SIZES[:2]]
+    param_names = ["backend", "size"]
+
+    def setup(self, backend, size):
+        p, g = _state(size)
+        sq = np.zeros_like(p)
+        if backend.startswith("fastbp:"):
+            from fastbp import kernels as K
+
+            name = fastbp_backend(backend)
+            self.fn = lambda: K.rmsprop_update(p, g, sq, lr=1e-3, backend=name)
+        elif backend == "numpy":
+            tmp = np.empty_like(p)
+
+            def run():
+                np.multiply(sq, 0.99, out=sq)
+                np.multiply(g, g, out=tmp)
+                np.multiply(tmp, 0.01, out=tmp)
+                np.add(sq, tmp, out=sq)
+                np.sqrt(sq, out=tmp)
+                np.add(tmp, 1e-8, out=tmp)
+                np.divide(g, tmp, out=tmp)
+                np.multiply(tmp, 1e-3, out=tmp)
+                np.subtract(p, tmp, out=p)
+            self.fn = run
+        else:
+            torch = torch_or_skip()
+            tp = torch.nn.Parameter(torch.from_numpy(p))
+            tp.grad = torch.from_numpy(g)
+            self.fn = torch.optim.RMSprop([tp], lr=1e-3).step
+        self.fn()
+
+    def time_rmsprop(self, backend, size):
+        self.fn()
+
+
+class ClipGradValue:
+    params = [[b for b in BACKENDS if b.startswith("fastbp:")], SIZES[:2]]
+    param_names = ["backend", "size"]
+
+    def setup(self, backend, size):
+        from fastbp import kernels as K
+
+        name = fastbp_backend(backend)
+        _, g = _state(size)
+        self.fn = lambda: K.clip_grad_value([g], 1e9, backend=name)
+        self.fn()
+
+    def time_clip_grad_value(self, backend, size):
+        self.fn()
