@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import fastbp
-from fastbp import nn
+from benchmarks.common import fastbp_mnist_epoch, torch_mnist_epoch  # the asv suite's epoch builders
 from fastbp.datasets import load_mnist
 
 THREADS = 2
@@ -46,37 +46,6 @@ def blas_rate(rounds=5):
     return 2 * 1024**3 / statistics.median(times)
 
 
-def fastbp_epoch(x, y, batch):
-    model = nn.Sequential([nn.Dense(128, activation="relu", input_shape=(784,)),
-                           nn.Dense(10, activation="softmax")], seed=0)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x[:batch * 4], y[:batch * 4], batch_size=batch, epochs=1, verbose=0)  # compile, warm up
-
-    def run():
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-    return run
-
-
-def torch_epoch(x, y, batch):
-    import torch
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-
-    def run():
-        perm = torch.randperm(len(tx))
-        for i in range(0, len(tx), batch):
-            idx = perm[i:i + batch]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(tx[idx]), ty[idx])
-            loss.backward()
-            opt.step()
-    return run
-
-
 def _load(data):
     (x, y), _ = load_mnist(data, download=False)
     return (x.reshape(-1, 784) / 255.0).astype(np.float32), y
@@ -86,14 +55,11 @@ def worker(name, data, batch):
     """Serve epochs on request: read a line, run one epoch, print its seconds."""
     x, y = _load(data)
     if name == "torch":
-        import torch
-
-        torch.set_num_threads(THREADS)
-        run = torch_epoch(x, y, batch)
+        run = torch_mnist_epoch(x, y, batch)  # (sets PyTorch's threads to common.THREADS, 2)
         run()
     else:
         fastbp.set_num_threads(THREADS)
-        run = fastbp_epoch(x, y, batch)
+        run = fastbp_mnist_epoch(x, y, batch)
     print("ready", flush=True)
     for _ in sys.stdin:
         t = time.perf_counter()

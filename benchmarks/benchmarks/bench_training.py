@@ -1,7 +1,7 @@
 """One epoch of the classic MNIST example (784-128 relu-10 softmax, Adam, sparse CE)."""
 import numpy as np
 
-from .common import fastbp_backend, mnist_dir, torch_or_skip
+from .common import fastbp_backend, fastbp_mnist_epoch, mnist_dir, torch_mnist_epoch
 
 BATCHES = [32, 128]
 CONTENDERS = ["fastbp:numba", "fastbp:cython", "fastbp:numpy", "torch"]
@@ -30,31 +30,11 @@ class MnistEpoch:
         if backend.startswith("fastbp:"):
             name = fastbp_backend(backend)
             try:
-                from fastbp import nn
+                self.fn = fastbp_mnist_epoch(x, y, batch, name)
             except ImportError as exc:
                 raise NotImplementedError(f"fastbp.nn at this commit: {exc}") from None
-
-            model = nn.Sequential([nn.Dense(128, activation="relu", input_shape=(784,)),
-                                   nn.Dense(10, activation="softmax")], seed=0, backend=name)
-            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-            model.fit(x[:batch * 4], y[:batch * 4], batch_size=batch, epochs=1, verbose=0)  # compile
-            self.fn = lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
         else:
-            torch = torch_or_skip()
-            torch.manual_seed(0)
-            net = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-            opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
-            loss_fn = torch.nn.CrossEntropyLoss()
-            tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-
-            def epoch():
-                perm = torch.randperm(len(tx))
-                for i in range(0, len(tx), batch):
-                    idx = perm[i:i + batch]
-                    opt.zero_grad(set_to_none=True)
-                    loss_fn(net(tx[idx]), ty[idx]).backward()
-                    opt.step()
-            self.fn = epoch
+            self.fn = torch_mnist_epoch(x, y, batch)
 
     def time_epoch(self, backend, batch):
         self.fn()

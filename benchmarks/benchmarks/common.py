@@ -80,3 +80,33 @@ def best_seconds(fn, repeat=5):
         fn()
         best = min(best, time.perf_counter() - t)
     return best
+
+
+def fastbp_mnist_epoch(x, y, batch, backend=None):
+    """A function running one epoch of the classic example on fastbp (compiled and warmed up)."""
+    from fastbp import nn
+
+    model = nn.Sequential([nn.Dense(128, activation="relu", input_shape=(784,)),
+                           nn.Dense(10, activation="softmax")], seed=0, backend=backend)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x[:batch * 4], y[:batch * 4], batch_size=batch, epochs=1, verbose=0)  # compile, warm up
+    return lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+
+
+def torch_mnist_epoch(x, y, batch):
+    """The same epoch as PyTorch's standard eager loop: nn.Sequential, Adam (Keras's eps), CE."""
+    torch = torch_or_skip()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+
+    def epoch():
+        perm = torch.randperm(len(tx))
+        for i in range(0, len(tx), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(tx[idx]), ty[idx]).backward()
+            opt.step()
+    return epoch
