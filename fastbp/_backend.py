@@ -72,7 +72,11 @@ def _probe(entry: _Entry) -> None:
         if entry._probed:
             return
         try:
-            entry._loaded = importlib.import_module(entry.module)
+            module = importlib.import_module(entry.module)
+            for attr, value in (("NAME", entry.name), ("DEVICE", entry.device)):
+                if not hasattr(module, attr):  # what kernels.py reads to keep arrays where they belong
+                    setattr(module, attr, value)
+            entry._loaded = module
         except Exception as exc:  # any failure to import means: not available, and why
             entry._reason = f"{type(exc).__name__}: {exc}"
         entry._probed = True
@@ -112,9 +116,7 @@ def device_of(name: str) -> str:
     return _entry(name).device
 
 
-def is_device_array(a) -> bool:
-    """True for GPU arrays (``__cuda_array_interface__``), which go to the ``cuda`` backend."""
-    return hasattr(a, "__cuda_array_interface__") and not hasattr(a, "__array_interface__")
+from ._device import is_device_array  # noqa: E402  (GPU arrays go to the ``cuda`` backend)
 
 
 def auto_backend(*arrays) -> str:

@@ -22,12 +22,14 @@ import numbers
 
 import numpy as np
 
+from . import _device
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _FLOAT_TYPES = (np.float32, np.float64)
 
 
 def _describe(a) -> str:
-    if isinstance(a, np.ndarray):
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
         return f"array of shape {a.shape} and dtype {a.dtype}"
     return f"{type(a).__name__}"
 
@@ -37,8 +39,11 @@ def _shape_str(shape) -> str:
 
 
 def array(fn: str, name: str, a) -> np.ndarray:
-    """Require a NumPy array (TypeError for lists, scalars and other objects)."""
+    """Require a NumPy array or a device array (TypeError for lists, scalars and other objects);
+    a device array comes back as a Numba device array viewing the same memory."""
     if not isinstance(a, np.ndarray):
+        if _device.is_device_array(a):
+            return _device.as_device_array(fn, name, a)
         hint = f"; wrap it with numpy.asarray({name}, dtype=numpy.float32)" if isinstance(a, (list, tuple, numbers.Number)) else ""
         raise TypeError(f"{fn}: {name} must be a numpy.ndarray; got {type(a).__name__}{hint}")
     return a
@@ -46,7 +51,7 @@ def array(fn: str, name: str, a) -> np.ndarray:
 
 def float_type(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
     """Require a float32/float64 array (of ``ndim`` dimensions); return it as it is."""
-    array(fn, name, a)
+    a = array(fn, name, a)
     if a.dtype.type not in _FLOAT_TYPES:
         raise TypeError(f"{fn}: {name} must have dtype float32 or float64; got {a.dtype}")
     if ndim is not None and a.ndim != ndim:
@@ -57,8 +62,13 @@ def float_type(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
 def float_array(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
     """Require a float32/float64 input array (of ``ndim`` dimensions); return it C-contiguous
     (a copy when it was a strided, Fortran-ordered or negative-stride view)."""
-    float_type(fn, name, a, ndim)
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    a = float_type(fn, name, a, ndim)
+    if isinstance(a, np.ndarray):
+        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    if not a.is_c_contiguous():
+        raise ValueError(f"{fn}: {name} must be C-contiguous on the device (fastbp does not copy device arrays); "
+                         f"got strides {a.strides}")
+    return a
 
 
 def common_dtype(fn: str, **arrays) -> np.dtype:
@@ -88,26 +98,29 @@ def nonempty_features(fn: str, name: str, size: int, axis_name: str) -> None:
 
 
 def _overlaps(a, b) -> bool:
-    return a is not None and b is not None and np.may_share_memory(a, b)
+    if a is None or b is None:
+        return False
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return np.may_share_memory(a, b)
+    return _device.may_share_memory(a, b)
 
 
 def _same_memory(a, b) -> bool:
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    return (_device.data_pointer(a) == _device.data_pointer(b)
             and a.shape == b.shape and a.strides == b.strides)
 
 
 def writable(fn: str, name: str, a, shape_: tuple, dtype, inputs: dict, may_alias=()) -> np.ndarray:
     """Require an array that the kernel writes: exact shape and dtype, C-contiguous, writeable,
     no overlap with ``inputs`` except the very same array for names in ``may_alias``."""
-    array(fn, name, a)
+    a = array(fn, name, a)
     if a.dtype != dtype:
         raise TypeError(f"{fn}: {name} must have dtype {np.dtype(dtype)}; got {a.dtype}")
     shape(fn, name, a, tuple(shape_))
-    flags = a.flags
-    if not flags.c_contiguous:
+    if not _device.is_c_contiguous(a):
         raise ValueError(f"{fn}: {name} must be C-contiguous (it is written in place); got a non-contiguous view "
                          f"with strides {a.strides}")
-    if not flags.writeable:
+    if not _device.is_writeable(a):
         raise ValueError(f"{fn}: {name} must be writeable; got a read-only array")
     for other_name, other in inputs.items():
         if other is None or not _overlaps(a, other):
@@ -127,17 +140,42 @@ def output(fn: str, name: str, buf, shape_: tuple, dtype, inputs: dict, empty, m
 
 
 def labels(fn: str, name: str, a, batch: int, classes: int) -> np.ndarray:
-    """Require integer class labels of shape (batch,) in [0, classes); return them as C-contiguous intp."""
-    array(fn, name, a)
+    """Require integer class labels of shape (batch,) in [0, classes); return them as C-contiguous intp.
+
+    Device labels are returned as they are (C-contiguous, any integer dtype); their range is
+    checked by the device kernel that reads them, which raises the same error.
+    """
+    a = array(fn, name, a)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{fn}: {name} must be an integer array of class indices; got dtype {a.dtype}")
     shape(fn, name, a, (batch,), "to match the batch of logits")
+    if not isinstance(a, np.ndarray):
+        if not a.is_c_contiguous():
+            raise ValueError(f"{fn}: {name} must be C-contiguous on the device; got strides {a.strides}")
+        return a
     if a.size:
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi >= classes:
             bad = lo if lo < 0 else hi
-            raise ValueError(f"{fn}: {name} must lie in [0, {classes}) for {classes} classes; got {bad}")
+            raise label_range_error(fn, name, classes, bad)
     return np.ascontiguousarray(a, dtype=np.intp)
+
+
+def label_range_error(fn: str, name: str, classes: int, bad) -> ValueError:
+    return ValueError(f"{fn}: {name} must lie in [0, {classes}) for {classes} classes; got {bad}")
+
+
+def same_device(fn: str, device: str, backend_name: str, arrays: dict) -> None:
+    """Require every given array to live where the backend runs (host for 'cpu', GPU for 'cuda')."""
+    on_gpu = device == "cuda"
+    for name, a in arrays.items():
+        if a is None or (type(a) is np.ndarray) != on_gpu:
+            continue
+        if on_gpu:
+            raise TypeError(f"{fn}: backend {backend_name!r} takes device arrays; {name} is a host numpy.ndarray "
+                            f"(move it with numba.cuda.to_device, or run on a CPU backend)")
+        raise TypeError(f"{fn}: backend {backend_name!r} runs on the CPU; {name} is a device array "
+                        f"(use backend='cuda', or copy it to the host)")
 
 
 def disjoint(fn: str, **arrays) -> None:

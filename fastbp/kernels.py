@@ -44,6 +44,11 @@ def _saved_for_derivative(fn, act, y, z, batch_shape, dtype):
     return given
 
 
+def _placed(fn, be, **arrays):
+    """Require every array to be where backend ``be`` computes (host or GPU)."""
+    chk.same_device(fn, be.DEVICE, be.NAME, arrays)
+
+
 # ------------------------------------------------------------------------------------ layers
 
 def linear_forward(x, w, b=None, activation="linear", *, alpha=A.DEFAULT_ALPHA, out=None,
@@ -74,6 +79,7 @@ def linear_forward(x, w, b=None, activation="linear", *, alpha=A.DEFAULT_ALPHA, 
     if preact_out is not None:
         z = chk.writable(fn, "preact_out", preact_out, (batch, n_out), dtype, inputs)
         chk.disjoint(fn, out=y, preact_out=z)
+    _placed(fn, be, x=x, w=w, b=b, out=y, preact_out=z)
     be.linear_forward(x, w, b, act.code, alpha, y, z)
     return y
 
@@ -117,6 +123,7 @@ def linear_backward(dy, x, w, y=None, z=None, activation="linear", *, alpha=A.DE
     db = chk.output(fn, "db", db, (n_out,), dtype, {**inputs, **outs}, be.empty) if need_db else None
     outs["db"] = db
     dx = chk.output(fn, "dx", dx, (batch, n_in), dtype, {**inputs, **outs}, be.empty) if need_dx else None
+    _placed(fn, be, dy=dy, x=x, w=w, saved=saved, dz=dz_, dx=dx, dw=dw, db=db)
     be.linear_backward(dy, x, w, saved, act.code, alpha, dz_, dx, dw, db)
     return dx, dw, db
 
@@ -133,6 +140,7 @@ def activation_forward(z, name, *, alpha=A.DEFAULT_ALPHA, out=None, backend=None
         chk.nonempty_features(fn, "z", z.shape[1], "column (class)")
     be = select(backend, z)
     y = chk.output(fn, "out", out, z.shape, z.dtype, {"z": z}, be.empty, may_alias=("z",))
+    _placed(fn, be, z=z, out=y)
     be.activation_forward(z, act.code, alpha, y)
     return y
 
@@ -152,6 +160,7 @@ def activation_backward(dy, name, *, y=None, z=None, alpha=A.DEFAULT_ALPHA, out=
     be = select(backend, dy)
     inputs = {"dy": dy, "y" if act.needs == A.NEEDS_OUTPUT else "z": saved}
     dz = chk.output(fn, "out", out, dy.shape, dy.dtype, inputs, be.empty, may_alias=("dy",))
+    _placed(fn, be, dy=dy, saved=saved, out=dz)
     be.activation_backward(dy, saved, act.code, alpha, dz)
     return dz
 
@@ -193,6 +202,7 @@ def softmax_cross_entropy(logits, labels, *, dlogits=None, need_grad=True, backe
     if need_grad:
         inputs = {"logits": logits, "labels": targets if targets is not None else labels}
         grad = chk.output(fn, "dlogits", dlogits, logits.shape, logits.dtype, inputs, be.empty, may_alias=("logits",))
+    _placed(fn, be, logits=logits, labels=labels if targets is None else targets, dlogits=grad)
     loss = be.softmax_cross_entropy(logits, labels, targets, grad)
     return loss, grad
 
@@ -219,6 +229,7 @@ def mse_loss(pred, target, *, dpred=None, need_grad=True, backend=None):
     if need_grad:
         grad = chk.output(fn, "dpred", dpred, pred.shape, pred.dtype, {"pred": pred, "target": target},
                           be.empty, may_alias=("pred",))
+    _placed(fn, be, pred=pred, target=target, dpred=grad)
     loss = be.mse_loss(pred, target, grad)
     return loss, grad
 
@@ -263,6 +274,7 @@ def sgd_update(param, grad, *, lr, momentum=0.0, velocity=None, nesterov=False, 
     else:
         velocity = None
     be = select(backend, param, grad)
+    _placed(fn, be, param=param, grad=grad, velocity=velocity)
     be.sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
 
 
@@ -296,6 +308,7 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     else:
         vmax = None
     be = select(backend, param, grad)
+    _placed(fn, be, param=param, grad=grad, m=m, v=v, vmax=vmax)
     be.adam_update(param, grad, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, decoupled)
 
 
@@ -325,6 +338,7 @@ def rmsprop_update(param, grad, sq_avg, *, lr=1e-2, rho=0.99, eps=1e-8, weight_d
     taken["grad_avg"] = grad_avg
     momentum_buf = _state(fn, "momentum_buf", momentum_buf, param, dtype, taken) if momentum > 0 else None
     be = select(backend, param, grad)
+    _placed(fn, be, param=param, grad=grad, sq_avg=sq_avg, grad_avg=grad_avg, momentum_buf=momentum_buf)
     be.rmsprop_update(param, grad, sq_avg, grad_avg, momentum_buf, lr, rho, eps, weight_decay, momentum)
 
 
@@ -359,6 +373,7 @@ def clip_grad_norm(grads, max_norm, *, norm_type=2.0, eps=1e-6, backend=None):
         return 0.0
     chk.common_dtype(fn, **{f"grads[{i}]": g for i, g in enumerate(grads)})
     be = select(backend, *grads)
+    _placed(fn, be, **{f"grads[{i}]": g for i, g in enumerate(grads)})
     if norm_type == math.inf:
         norm = be.max_abs(grads)
     else:
@@ -379,4 +394,5 @@ def clip_grad_value(grads, clip_value, *, backend=None):
         return
     chk.common_dtype(fn, **{f"grads[{i}]": g for i, g in enumerate(grads)})
     be = select(backend, *grads)
+    _placed(fn, be, **{f"grads[{i}]": g for i, g in enumerate(grads)})
     be.clip_value_(grads, clip_value)

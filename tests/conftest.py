@@ -1,5 +1,13 @@
+import os
+import shutil
+
 import numpy as np
 import pytest
+
+# The cuda backend's tests run on a real GPU where there is one, and on Numba's CUDA simulator
+# everywhere else (CI): the choice must be made before numba.cuda is first imported.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not (os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi")):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ inputs except where noted; scalars are valid Python numbers; activations come as
 
 Protocol (outputs are written in place; nothing returned unless noted)::
 
+    NAME, DEVICE                                            # the registered name, "cpu" or "cuda"
     empty(shape, dtype) -> array
     linear_forward(x, w, b, code, alpha, y, z)              # b, z may be None
     linear_backward(dy, x, w, saved, code, alpha, dz, dx, dw, db)

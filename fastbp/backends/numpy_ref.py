@@ -12,6 +12,7 @@ from scipy import special
 
 from .. import activations as A
 
+NAME, DEVICE = "numpy", "cpu"
 empty = np.empty
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

@@ -18,6 +18,7 @@ from . import optim as _opt
 from ...activations import LINEAR as _LINEAR
 from ._threads import single_threaded_blas as _one_blas_thread
 
+NAME, DEVICE = "numba", "cpu"
 empty = np.empty
 
 #: elementwise work (elements) below which a kernel runs on the calling thread
