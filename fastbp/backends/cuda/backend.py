@@ -40,6 +40,14 @@ def _flat(a):
 
 
 def _grid(n):
+    """Elementwise launches: one element per thread (a grid-stride loop, so any grid is correct).
+    Every block's loads go out at once, which keeps the memory system busy."""
+    g = config.current()
+    return max(1, -(-n // g.threads)), g.threads
+
+
+def _reduction_grid(n):
+    """Reductions: a fixed grid (a function of n and the geometry), so sums are reproducible."""
     g = config.current()
     return reduce.grid_1d(n, g.threads, g.max_blocks), g.threads
 
@@ -161,7 +169,7 @@ def mse_loss(pred, target, dpred):
     g = config.current()
     _, _, mse_stage1, _, _ = reduce.flat_kernels(g.threads)
     n = pred.size
-    grid, threads = _grid(n)
+    grid, threads = _reduction_grid(n)
     partial = cuda.device_array(grid, np.float64)
     need_grad = dpred is not None
     mse_stage1[grid, threads](_flat(pred), _flat(target), _flat(dpred if need_grad else pred), 2.0 / n,
@@ -211,7 +219,7 @@ def _per_array(arrays, stage1_index, combine):
     stage2 = kernels[3] if combine == "sum" else kernels[4]
     results = cuda.device_array(max(1, len(arrays)), np.float64)
     for slot, a in enumerate(arrays):
-        grid, threads = _grid(a.size)
+        grid, threads = _reduction_grid(a.size)
         partial = cuda.device_array(grid, np.float64)
         stage1[grid, threads](_flat(a), partial)
         stage2[1, g.threads](partial, results, slot)

@@ -44,7 +44,7 @@ class Geometry:
     gemm32: GemmTiles  # float32 products
     gemm64: GemmTiles  # float64 products (registers hold half as many values)
     threads: int  # threads per block of elementwise and reduction kernels (a power of 2)
-    max_blocks: int  # blocks of a grid-stride kernel (fixed, so reductions are reproducible)
+    max_blocks: int  # blocks of a reduction's first stage (fixed, so sums are reproducible)
     row_threads: int  # threads per row in row-wise kernels (softmax, cross-entropy; a power of 2)
     rows_per_block: int  # rows per block in row-wise kernels
     col_chunk: int  # rows summed per block in the first stage of the bias-gradient reduction
@@ -54,7 +54,7 @@ class Geometry:
 
 
 #: tuned on an H100/H200 (see ci/gpu_check.sh and the CHANGELOG)
-DEFAULT = Geometry(gemm32=GemmTiles(128, 128, 8, 8, 8), gemm64=GemmTiles(64, 64, 8, 4, 4),
+DEFAULT = Geometry(gemm32=GemmTiles(128, 64, 8, 8, 4), gemm64=GemmTiles(64, 64, 8, 4, 4),
                    threads=256, max_blocks=1024, row_threads=32, rows_per_block=8, col_chunk=64)
 
 #: small blocks for the CUDA simulator: 4x4 = 16 threads per product block, 8x8 tiles

@@ -41,12 +41,12 @@ def kernel(dtype: np.dtype, tiles: GemmTiles, trans_a: bool, trans_b: bool, code
     nthreads = ntx * nty
     a_rounds = bm * bk // nthreads
     b_rounds = bk * bn // nthreads
-    pad = 4 if dt is np.float32 else 2  # keeps a's transposed staging stores off one bank
+    a_cols = bm + (4 if dt is np.float32 else 2)  # padded rows keep a's transposed staging stores off one bank
     act = _act.forward
 
     @cuda.jit
     def gemm(a, b, bias, preact, out, m, n, k, alpha, has_bias, has_preact):
-        a_tile = cuda.shared.array((bk, bm + pad), dt)
+        a_tile = cuda.shared.array((bk, a_cols), dt)
         b_tile = cuda.shared.array((bk, bn), dt)
         acc = cuda.local.array((tm, tn), dt)
         a_reg = cuda.local.array(tm, dt)
