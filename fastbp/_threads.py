@@ -4,25 +4,39 @@ from __future__ import annotations
 from . import _backend
 
 
+def _loaded(name: str):
+    """The backend module if it is available here (probing only that one), else None."""
+    try:
+        return _backend.load(name)
+    except _backend.BackendUnavailableError:
+        return None
+
+
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads in fastbp's parallel kernels: Numba's pool, for the calling thread (as
-    ``numba.set_num_threads``; capped at ``NUMBA_NUM_THREADS``).
+    """Use ``n`` threads in fastbp's parallel kernels: Numba's pool for the calling thread (as
+    ``numba.set_num_threads``; capped at ``NUMBA_NUM_THREADS``) and the cython extension's OpenMP
+    loops (process-wide).
 
     The BLAS inside the kernels always runs single-threaded (the kernels split the work
     themselves); NumPy's, SciPy's and other libraries' pools are left as they are.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be an integer >= 1; got {n!r}")
-    if _backend.backend_status().get("numba") is None:
+    if _loaded("numba") is not None:
         import numba
 
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    cython_backend = _loaded("cython")
+    if cython_backend is not None:
+        cython_backend.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    """Threads fastbp's parallel kernels use in the calling thread (1 without Numba)."""
-    if _backend.backend_status().get("numba") is None:
+    """Threads fastbp's parallel kernels use in the calling thread: Numba's count where Numba is
+    installed, else the cython extension's (1 when neither runs in parallel)."""
+    if _loaded("numba") is not None:
         import numba
 
         return numba.get_num_threads()
-    return 1
+    cython_backend = _loaded("cython")
+    return cython_backend.get_num_threads() if cython_backend is not None else 1

@@ -24,12 +24,18 @@ AWKWARD_SHAPES = [
 ]
 
 
+def cpu_backends():
+    """Every available backend that takes host arrays (the cuda backend is tested on device arrays
+    in tests/test_cuda.py)."""
+    from fastbp._backend import device_of
+
+    return [b for b in fastbp.available_backends() if device_of(b) == "cpu"]
+
+
 def other_backends():
     """Every available CPU backend except the reference itself (the conformance suite's
     parameters; the cuda backend has its own suite on device arrays, tests/test_cuda.py)."""
-    from fastbp._backend import device_of
-
-    return [b for b in fastbp.available_backends() if b != "numpy" and device_of(b) == "cpu"]
+    return [b for b in cpu_backends() if b != "numpy"]
 
 
 def assert_close(got, ref, dtype, scale=None):

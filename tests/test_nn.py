@@ -5,11 +5,11 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import cpu_backends
 
-import fastbp
 from fastbp import nn
 
-BACKENDS = fastbp.available_backends()
+BACKENDS = cpu_backends()
 
 
 def _data(rng, n=40, n_in=6, classes=3):

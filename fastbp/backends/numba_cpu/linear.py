@@ -9,45 +9,10 @@ runs single-threaded inside).
 import numpy as np
 from numba import njit, prange
 
+from ..._tiling import DB_ROWS, SMALL_GEMM, tile_shape  # noqa: F401  (shared with the cython backend)
+from ..._tiling import plan_backward as _plan_backward
 from ._act import LINEAR, RELU, SOFTMAX, derivative, forward, rowwise_derivative, rowwise_forward
 from ._blas import gemm
-
-#: OpenBLAS's small-matrix kernels (no packing of the operands; SkylakeX/Zen4 builds) take
-#: products with m * n * k <= 100^3; such tiles measured 190-200 GFLOP/s here against 110-140 for
-#: NumPy's whole 32x784x128 and 128x784x128 products. Products below it run as one serial tile.
-SMALL_GEMM = 1_000_000
-#: at most this many small tiles; beyond, large tiles (each BLAS call packs its operands)
-MAX_SMALL_TILES = 64
-#: large tiles: two per 2 GFLOP of product (doubling), between 2 and MAX_LARGE_TILES
-LARGE_TILE_FLOPS = 2_000_000_000
-MAX_LARGE_TILES = 16
-#: rows per chunk of the bias-gradient reduction (fixed, so db never depends on the thread count)
-DB_ROWS = 64
-
-
-@njit(cache=True)
-def tile_shape(m, n, k, whole_rows):
-    """(rows, cols) of the tiles of an (m, n) output with inner dimension k. Depends on the shape
-    only, never on the thread count. One tile (m, n) means: run serially."""
-    if m * n * k <= SMALL_GEMM or m <= 1 and (whole_rows or n <= 1):
-        return max(m, 1), max(n, 1)
-    cb = n
-    rb = SMALL_GEMM // (n * k)
-    if rb < 4 and not whole_rows:
-        cb = max(16, SMALL_GEMM // (4 * k))
-        rb = SMALL_GEMM // (cb * k)
-    if rb >= 4:
-        rb -= rb % 4
-        if -(-m // rb) * -(-n // cb) <= MAX_SMALL_TILES:
-            return min(rb, m), min(cb, n)
-    tiles = 2
-    while tiles < MAX_LARGE_TILES and 2 * m * n * k >= LARGE_TILE_FLOPS * tiles:
-        tiles *= 2
-    rb = -(-m // tiles)
-    if rb >= 16 or whole_rows:
-        return max(rb, 1), n
-    row_tiles = -(-m // 16)
-    return min(16, m), max(16, -(-n // (tiles // row_tiles)))
 
 
 @njit(cache=True)
@@ -155,25 +120,6 @@ def _dx_tile(dz, w, dx, t, cb):
     k0 = t * cb
     k1 = min(k, k0 + cb)
     gemm(False, True, m, k1 - k0, n, 1.0, dz, 0, n, w, k0 * n, n, 0.0, dx, k0, k)
-
-
-@njit(cache=True)
-def _plan_backward(m, k, n, need_dx):
-    """(dw row block, dw tiles, dx column block, dx tiles), shape-only."""
-    if m == 0:
-        return 1, 0, 1, 0
-    rb_dw = tile_shape(k, n, m, True)[0]
-    n_dw = -(-k // rb_dw)
-    n_dx = 0
-    cb_dx = max(k, 1)
-    if need_dx and m * n * k > SMALL_GEMM:
-        tiles = 4
-        while tiles < MAX_LARGE_TILES and 2 * m * n * k >= LARGE_TILE_FLOPS * tiles:
-            tiles *= 2
-        cb_dx = max(64, -(-k // tiles))
-    if need_dx:
-        n_dx = -(-k // cb_dx)
-    return rb_dw, n_dw, cb_dx, n_dx
 
 
 @njit(cache=True)

@@ -1,0 +1,181 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Elementwise kernels over flat (1-D, C-contiguous) views: activations, the optimizer updates,
+norms and clipping. The same formulas and scalar roundings as ``numba_cpu/optim.py`` and
+``numba_cpu/activation.py``; work is split into fixed chunks (CHUNK elements) so every reduction
+sums the same chunks in the same order whatever the thread count.
+"""
+import numpy as np
+
+from cython.parallel cimport prange
+from libc.math cimport fabs, sqrt, sqrtf
+
+from ._common cimport SOFTMAX, act_derivative, act_forward, floating, rowwise_derivative, rowwise_forward
+
+cdef Py_ssize_t CHUNK = 1 << 14
+
+
+cdef inline Py_ssize_t _chunks(Py_ssize_t n) noexcept nogil:
+    return (n + CHUNK - 1) // CHUNK
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+def activation_forward(floating[::1] z, int code, double alpha, floating[::1] y, int num_threads):
+    """y = act(z) elementwise (y may be z)."""
+    cdef Py_ssize_t n = z.shape[0], c, i
+    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            y[i] = <floating>act_forward(z[i], code, alpha)
+
+
+def activation_backward(floating[::1] dy, floating[::1] saved, int code, double alpha, floating[::1] dz,
+                        int num_threads):
+    """dz = dy * act'(saved) elementwise (dz may be dy)."""
+    cdef Py_ssize_t n = dy.shape[0], c, i
+    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            dz[i] = <floating>act_derivative(dy[i], saved[i], code, alpha)
+
+
+def rowwise_activation(floating[:, ::1] z, floating[:, ::1] saved, int code, floating[:, ::1] out, bint forward,
+                       int num_threads):
+    """softmax / log_softmax along rows: out = f(z) (forward), or out = derivative from dy = z and
+    y = saved (backward); out may be z."""
+    cdef Py_ssize_t m = z.shape[0], n = z.shape[1], i
+    for i in prange(m, nogil=True, num_threads=num_threads, schedule="static"):
+        if forward:
+            rowwise_forward(&z[i, 0], &out[i, 0], n, code)
+        else:
+            rowwise_derivative(&z[i, 0], &saved[i, 0], &out[i, 0], n, code)
+
+
+def sgd_update(floating[::1] p, floating[::1] g, floating[::1] v, bint has_velocity, double lr, double momentum,
+               bint nesterov, double weight_decay, int num_threads):
+    """g' = g + wd p;  v = mu v + g';  p -= lr (g' + mu v) (Nesterov) or lr v;  p -= lr g' without v."""
+    cdef floating lr_ = lr, mu = momentum, wd = weight_decay, gi, vi
+    cdef Py_ssize_t n = p.shape[0], c, i
+    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            if not has_velocity:
+                p[i] = p[i] - lr_ * (g[i] + wd * p[i])
+            elif nesterov:
+                gi = g[i] + wd * p[i]
+                vi = mu * v[i] + gi
+                v[i] = vi
+                p[i] = p[i] - lr_ * (gi + mu * vi)
+            else:
+                vi = mu * v[i] + g[i] + wd * p[i]
+                v[i] = vi
+                p[i] = p[i] - lr_ * vi
+
+
+def adam_update(floating[::1] p, floating[::1] g, floating[::1] m, floating[::1] v, floating[::1] vmax,
+                bint amsgrad, int step, double lr, double beta1, double beta2, double eps, double weight_decay,
+                bint decoupled, int num_threads):
+    """(AdamW) p *= 1 - lr wd, (Adam) g' = g + wd p; m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g'^2;
+    amsgrad: vmax = max(vmax, v); p -= lr / (1 - b1^t) * m / (sqrt(v or vmax) / sqrt(1 - b2^t) + eps)."""
+    cdef floating b1 = beta1, b2 = beta2, c1 = 1.0 - beta1, c2 = 1.0 - beta2
+    cdef floating step_size = lr / (1.0 - beta1 ** step)
+    cdef floating inv_sqrt_bc2 = 1.0 / sqrt(1.0 - beta2 ** step)
+    cdef floating eps_ = eps
+    cdef floating wd_l2 = 0.0 if decoupled else weight_decay
+    cdef floating shrink = 1.0 - lr * weight_decay if decoupled else 1.0
+    cdef floating pi, gi, mi, vi
+    cdef Py_ssize_t n = p.shape[0], c, i
+    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            pi = p[i] * shrink
+            gi = g[i] + wd_l2 * pi
+            mi = b1 * m[i] + c1 * gi
+            vi = b2 * v[i] + c2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            if amsgrad:
+                if vmax[i] > vi:
+                    vi = vmax[i]
+                vmax[i] = vi
+            p[i] = pi - step_size * mi / (_sqrt(vi) * inv_sqrt_bc2 + eps_)
+
+
+def rmsprop_update(floating[::1] p, floating[::1] g, floating[::1] s, floating[::1] a, floating[::1] buf,
+                   bint centered, bint use_buf, double lr, double rho, double eps, double weight_decay,
+                   double momentum, int num_threads):
+    """s = rho s + (1 - rho) g'^2 (centered: a = rho a + (1 - rho) g', minus a^2);
+    p -= lr g' / (sqrt(s) + eps), or through the momentum buffer."""
+    cdef floating lr_ = lr, r = rho, cr = 1.0 - rho, e = eps, wd = weight_decay, mu = momentum
+    cdef floating gi, si, ai, st, bi
+    cdef Py_ssize_t n = p.shape[0], c, i
+    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            gi = g[i] + wd * p[i]
+            si = r * s[i] + cr * gi * gi
+            s[i] = si
+            if centered:
+                ai = r * a[i] + cr * gi
+                a[i] = ai
+                si = si - ai * ai
+            st = gi / (_sqrt(si) + e)
+            if use_buf:
+                bi = mu * buf[i] + st
+                buf[i] = bi
+                p[i] = p[i] - lr_ * bi
+            else:
+                p[i] = p[i] - lr_ * st
+
+
+def sum_of_squares(floating[::1] a, int num_threads):
+    """sum(a^2) accumulated in double, in fixed chunks summed in order."""
+    cdef Py_ssize_t n = a.shape[0], n_chunks = _chunks(n), c, i
+    cdef double[::1] partial = np.zeros(max(n_chunks, 1), np.float64)
+    cdef double acc, x, total = 0.0
+    for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
+        acc = 0.0
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            x = a[i]
+            acc = acc + x * x
+        partial[c] = acc
+    for c in range(n_chunks):
+        total += partial[c]
+    return total
+
+
+def max_abs(floating[::1] a, int num_threads):
+    """max |a| (NaN if any element is NaN; 0 for an empty array)."""
+    cdef Py_ssize_t n = a.shape[0], n_chunks = _chunks(n), c, i
+    cdef double[::1] partial = np.zeros(max(n_chunks, 1), np.float64)
+    cdef double acc, x, best = 0.0
+    for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
+        acc = 0.0
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            x = fabs(a[i])
+            if x > acc or x != x:
+                acc = x
+        partial[c] = acc
+    for c in range(n_chunks):
+        if partial[c] > best or partial[c] != partial[c]:
+            best = partial[c]
+    return best
+
+
+def scale_(floating[::1] a, double factor, int num_threads):
+    """a *= factor, in place."""
+    cdef floating f = factor
+    cdef Py_ssize_t n = a.shape[0], c, i
+    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            a[i] = a[i] * f
+
+
+def clip_value_(floating[::1] a, double clip, int num_threads):
+    """a = clamp(a, -clip, clip), in place (NaN stays NaN)."""
+    cdef floating hi = clip, lo = -clip, x
+    cdef Py_ssize_t n = a.shape[0], c, i
+    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            x = a[i]
+            a[i] = hi if x > hi else (lo if x < lo else x)

@@ -1,0 +1,139 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Dense layer kernels: the product by BLAS on tiles (``scipy.linalg.cython_blas``), bias +
+activation (+ derivative, + bias gradient) fused around it, all tiles in one OpenMP ``prange``.
+
+The same algorithm as ``numba_cpu/linear.py``: tile shapes come from :mod:`fastbp._tiling` (the
+shape only), every tile is one single-threaded BLAS call followed by its epilogue on the same
+thread, and the bias gradient sums fixed 64-row chunks in order, so results are bitwise identical
+for any thread count. Arguments are checked by :mod:`fastbp.kernels` before they get here.
+"""
+import numpy as np
+
+from cython.parallel cimport prange
+
+from ._common cimport (LINEAR, RELU, SOFTMAX, act_derivative, act_forward, floating, gemm,
+                       rowwise_derivative, rowwise_forward)
+
+cdef int DB_ROWS = 64  # rows per bias-gradient chunk (fastbp._tiling.DB_ROWS)
+
+
+cdef void _forward_tile(floating[:, ::1] x, floating[:, ::1] w, floating* b, int code, double alpha,
+                        floating* y, floating* z, int r0, int r1, int c0, int c1) noexcept nogil:
+    """Rows [r0, r1) x columns [c0, c1) of y = act(x @ w + b) (z = x @ w + b when z is not NULL)."""
+    cdef int k = x.shape[1], n = w.shape[1], i, j
+    cdef floating* out = z if z != NULL else y
+    cdef floating v
+    gemm(False, False, r1 - r0, c1 - c0, k, &x[r0, 0], k, &w[0, c0], n, out + r0 * n + c0, n)
+    for i in range(r0, r1):
+        for j in range(c0, c1):
+            v = out[i * n + j]
+            if b != NULL:
+                v = v + b[j]
+            if z != NULL:
+                z[i * n + j] = v
+            if code >= SOFTMAX:
+                y[i * n + j] = v
+            else:
+                y[i * n + j] = <floating>act_forward(v, code, alpha)
+        if code >= SOFTMAX:  # (whole rows per tile)
+            rowwise_forward(y + i * n, y + i * n, n, code)
+
+
+def linear_forward(floating[:, ::1] x, floating[:, ::1] w, floating[::1] b, int code, double alpha,
+                   floating[:, ::1] y, floating[:, ::1] z, int rb, int cb, int num_threads):
+    """y = act(x @ w + b) (b, z may be None) in tiles of rb rows x cb columns."""
+    cdef int m = x.shape[0], n = w.shape[1]
+    cdef floating* bp = NULL if b is None else &b[0]
+    cdef floating* zp = NULL
+    cdef floating* yp
+    cdef int row_tiles, col_tiles, t
+    if m == 0:
+        return
+    yp = &y[0, 0]
+    if z is not None:
+        zp = &z[0, 0]
+    row_tiles = (m + rb - 1) // rb
+    col_tiles = (n + cb - 1) // cb
+    if row_tiles * col_tiles == 1:
+        with nogil:
+            _forward_tile(x, w, bp, code, alpha, yp, zp, 0, m, 0, n)
+        return
+    for t in prange(row_tiles * col_tiles, nogil=True, num_threads=num_threads, schedule="static"):
+        _forward_tile(x, w, bp, code, alpha, yp, zp, (t // col_tiles) * rb, min(m, (t // col_tiles + 1) * rb),
+                      (t % col_tiles) * cb, min(n, (t % col_tiles + 1) * cb))
+
+
+cdef void _dz_chunk(floating[:, ::1] dy, floating* saved, int code, double alpha, floating* dz, bint dz_is_dy,
+                    double* db_part, int r0, int r1) noexcept nogil:
+    """dz = dy * f'(.) on rows [r0, r1), and the chunk's column sums into db_part (when not NULL)."""
+    cdef int n = dy.shape[1], i, j
+    cdef floating* dyr
+    cdef floating* dzr
+    for i in range(r0, r1):
+        dyr = &dy[i, 0]
+        dzr = dz + i * n
+        if code == LINEAR:
+            if not dz_is_dy:
+                for j in range(n):
+                    dzr[j] = dyr[j]
+        elif code == RELU:
+            for j in range(n):
+                dzr[j] = dyr[j] if saved[i * n + j] > 0 else dyr[j] * 0
+        elif code >= SOFTMAX:
+            rowwise_derivative(dyr, saved + i * n, dzr, n, code)
+        else:
+            for j in range(n):
+                dzr[j] = <floating>act_derivative(dyr[j], saved[i * n + j], code, alpha)
+    if db_part != NULL:
+        for j in range(n):
+            db_part[j] = 0
+        for i in range(r0, r1):
+            dzr = dz + i * n
+            for j in range(n):
+                db_part[j] += dzr[j]
+
+
+def linear_backward(floating[:, ::1] dy, floating[:, ::1] x, floating[:, ::1] w, floating[:, ::1] saved, int code,
+                    double alpha, floating[:, ::1] dz, bint dz_is_dy, floating[:, ::1] dx, floating[:, ::1] dw,
+                    floating[::1] db, int rb_dw, int n_dw, int cb_dx, int n_dx, int num_threads):
+    """dz = dy * f'(saved) (saved: y or z; dy for linear), db = column sums of dz (db may be None),
+    dw = x.T @ dz in n_dw tiles of rb_dw rows, dx = dz @ w.T in n_dx tiles of cb_dx columns (dx may
+    be None when n_dx is 0). The tile plan is fastbp._tiling.plan_backward's."""
+    cdef int m = x.shape[0], k = x.shape[1], n = w.shape[1]
+    cdef int n_chunks = (m + DB_ROWS - 1) // DB_ROWS, c, t, j, k0
+    cdef bint want_db = db is not None
+    cdef double[:, ::1] db_part = np.empty((n_chunks if want_db else 0, n), np.float64)
+    cdef double acc
+    cdef floating* sp = &saved[0, 0] if m else NULL
+    cdef floating* dzp = &dz[0, 0] if m else NULL
+    if code != LINEAR or not dz_is_dy or want_db:
+        if n_chunks == 1:
+            with nogil:
+                _dz_chunk(dy, sp, code, alpha, dzp, dz_is_dy, &db_part[0, 0] if want_db else NULL, 0, m)
+        else:
+            for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
+                _dz_chunk(dy, sp, code, alpha, dzp, dz_is_dy, &db_part[c, 0] if want_db else NULL,
+                          c * DB_ROWS, min(m, (c + 1) * DB_ROWS))
+    if want_db:
+        for j in range(n):
+            acc = 0.0
+            for c in range(n_chunks):
+                acc += db_part[c, j]
+            db[j] = <floating>acc
+    if m == 0:
+        dw[:, :] = 0
+        return
+    if n_dw == 1:
+        with nogil:
+            gemm(True, False, k, n, m, &x[0, 0], k, dzp, n, &dw[0, 0], n)
+    else:
+        for t in prange(n_dw, nogil=True, num_threads=num_threads, schedule="static"):
+            k0 = t * rb_dw
+            gemm(True, False, min(k, k0 + rb_dw) - k0, n, m, &x[0, k0], k, dzp, n, &dw[k0, 0], n)
+    if n_dx == 1:
+        with nogil:
+            gemm(False, True, m, k, n, dzp, n, &w[0, 0], n, &dx[0, 0], k)
+    elif n_dx > 1:
+        for t in prange(n_dx, nogil=True, num_threads=num_threads, schedule="static"):
+            k0 = t * cb_dx
+            gemm(False, True, m, min(k, k0 + cb_dx) - k0, n, dzp, n, &w[k0, 0], n, &dx[0, k0], k)
