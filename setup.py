@@ -55,7 +55,8 @@ class BuildExt(build_ext):
         cflags, ldflags = _openmp_flags(ctype, sys.platform)
         use_omp = os.environ.get("FASTBP_NO_OPENMP", "") in ("", "0") and self._has_openmp(cflags, ldflags)
         print(f"fastbp: building the Cython extensions {'with' if use_omp else 'without'} OpenMP")
-        opt = ["/O2"] if ctype == "msvc" else ["-O3"]
+        # -fno-math-errno: sqrt/sqrtf need not set errno, so loops that take square roots vectorize
+        opt = ["/O2"] if ctype == "msvc" else ["-O3", "-fno-math-errno"]
         for ext in self.extensions:
             ext.extra_compile_args = opt + (cflags if use_omp else [])
             ext.extra_link_args = ldflags if use_omp else []

@@ -196,11 +196,65 @@ def bench_adam(rows, n, rounds, bandwidth):
                      f"{gbs:.1f} GB/s, 28 B/param"))
 
 
+def bench_cython(rows, rounds):
+    """The cython backend against the numba backend (target: within 1.25x, i.e. ratio >= 0.8) on
+    the shapes above, and against NumPy where the Cython issue sets targets."""
+    x, w, b = layer(128, 784, 128)
+    y = np.empty((128, 128), np.float32)
+    for shape in ((32, 784, 128), (128, 784, 128), (1024, 1024, 1024)):
+        xs, ws, bs = layer(*shape)
+        ys = np.empty((shape[0], shape[2]), np.float32)
+        cont = {be: (lambda be=be, xs=xs, ws=ws, bs=bs, ys=ys: K.linear_forward(xs, ws, bs, "relu", out=ys, backend=be))
+                for be in ("cython", "numba")}
+        if shape == (128, 784, 128):
+            cont["numpy"] = lambda: np.maximum(x @ w + b, 0)
+        t = compare(cont, rounds if shape[0] < 1024 else max(3, rounds // 3))
+        name = f"cython linear_forward relu {shape}"
+        rows.append((name, "numba backend", t["cython"], t["numba"], 0.8))
+        if "numpy" in t:
+            rows.append((name, "numpy maximum(x@w+b,0)", t["cython"], t["numpy"], 1.2))
+    yb = K.linear_forward(x, w, b, "relu")
+    dy = np.random.default_rng(1).standard_normal(yb.shape, dtype=np.float32)
+    dx, dw, db, dz = np.empty_like(x), np.empty_like(w), np.empty_like(b), np.empty_like(yb)
+    t = compare({be: (lambda be=be: K.linear_backward(dy, x, w, y=yb, activation="relu", dx=dx, dw=dw, db=db, dz=dz,
+                                                      backend=be)) for be in ("cython", "numba")}, rounds)
+    rows.append(("cython linear_backward relu (128, 784, 128)", "numba backend", t["cython"], t["numba"], 0.8))
+    for n in (10**6, 10**7):
+        rng = np.random.default_rng(2)
+        arrays = {be: (rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32) * 1e-2,
+                       np.zeros(n, np.float32), np.zeros(n, np.float32)) for be in ("cython", "numba")}
+        cont = {be: (lambda be=be: K.adam_update(*arrays[be], step=1, backend=be)) for be in arrays}
+        t = compare(cont, rounds if n <= 10**6 else max(3, rounds // 3))
+        rows.append((f"cython adam_update {n:.0e} params", "numba backend", t["cython"], t["numba"], 0.8))
+    pn, g = np.random.default_rng(3).standard_normal(10**6, dtype=np.float32), np.full(10**6, 1e-2, np.float32)
+    mn, vn, tmp = np.zeros_like(pn), np.zeros_like(pn), np.empty_like(pn)
+    pc, mc, vc = pn.copy(), mn.copy(), vn.copy()
+
+    def numpy_adam(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, t=1):
+        np.multiply(mn, b1, out=mn)
+        np.multiply(g, 1 - b1, out=tmp)
+        np.add(mn, tmp, out=mn)
+        np.multiply(vn, b2, out=vn)
+        np.multiply(g, g, out=tmp)
+        np.multiply(tmp, 1 - b2, out=tmp)
+        np.add(vn, tmp, out=vn)
+        np.sqrt(vn, out=tmp)
+        np.multiply(tmp, 1 / np.sqrt(1 - b2**t), out=tmp)
+        np.add(tmp, eps, out=tmp)
+        np.divide(mn, tmp, out=tmp)
+        np.multiply(tmp, lr / (1 - b1**t), out=tmp)
+        np.subtract(pn, tmp, out=pn)
+
+    t = compare({"cython": lambda: K.adam_update(pc, g, mc, vc, step=1, backend="cython"), "numpy": numpy_adam}, rounds)
+    rows.append(("cython adam_update 1e+06 params", "numpy in-place multi-line", t["cython"], t["numpy"], 5.0))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
+    parser.add_argument("--cython", action="store_true", help="time the cython backend against numba and NumPy instead")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 15)
     global torch
@@ -216,13 +270,16 @@ def main(argv=None):
           f"numpy {np.__version__} torch {torch.__version__ if torch else 'not installed'} threads {THREADS} "
           f"rounds {rounds} (medians)")
     rows = []
-    for shape in ((32, 784, 128), (128, 784, 128)):
+    if args.cython:
+        bench_cython(rows, rounds)
+    for shape in (() if args.cython else ((32, 784, 128), (128, 784, 128))):
         bench_forward(rows, shape, rounds)
-    bench_forward_large(rows, max(3, rounds // 3))
-    bench_backward(rows, (128, 784, 128), rounds)
-    bandwidth = stream_bandwidth(10**7, rounds)
-    bench_adam(rows, 10**6, rounds, bandwidth)
-    bench_adam(rows, 10**7, max(3, rounds // 3), bandwidth)
+    if not args.cython:
+        bench_forward_large(rows, max(3, rounds // 3))
+        bench_backward(rows, (128, 784, 128), rounds)
+        bandwidth = stream_bandwidth(10**7, rounds)
+        bench_adam(rows, 10**6, rounds, bandwidth)
+        bench_adam(rows, 10**7, max(3, rounds // 3), bandwidth)
 
     print(f"{'case':<38} {'baseline':<34} {'fastbp':>10} {'baseline':>10} {'ratio':>7} {'target':>7}")
     print(f"{'':<38} {'':<34} {'median':>10} {'median':>10} {'median':>7}")

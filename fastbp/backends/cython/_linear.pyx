@@ -20,23 +20,32 @@ cdef int DB_ROWS = 64  # rows per bias-gradient chunk (fastbp._tiling.DB_ROWS)
 cdef void _forward_tile(floating[:, ::1] x, floating[:, ::1] w, floating* b, int code, double alpha,
                         floating* y, floating* z, int r0, int r1, int c0, int c1) noexcept nogil:
     """Rows [r0, r1) x columns [c0, c1) of y = act(x @ w + b) (z = x @ w + b when z is not NULL)."""
-    cdef int k = x.shape[1], n = w.shape[1], i, j
+    cdef int k = x.shape[1], n = w.shape[1], i
     cdef floating* out = z if z != NULL else y
-    cdef floating v
     gemm(False, False, r1 - r0, c1 - c0, k, &x[r0, 0], k, &w[0, c0], n, out + r0 * n + c0, n)
     for i in range(r0, r1):
+        _epilogue_row(out + i * n, b, code, alpha, y + i * n, z + i * n if z != NULL else NULL, c0, c1)
+        if code >= SOFTMAX:  # (whole rows per tile)
+            rowwise_forward(y + i * n, y + i * n, n, code)
+
+
+cdef inline void _epilogue_row(floating* acc, floating* b, int code, double alpha, floating* y, floating* z,
+                               int c0, int c1) noexcept nogil:
+    """Columns [c0, c1) of one row: v = acc + b; z = v (z not NULL); y = act(v) (v for softmax)."""
+    cdef int j
+    cdef floating v
+    if z != NULL or b == NULL or code != RELU:
         for j in range(c0, c1):
-            v = out[i * n + j]
+            v = acc[j]
             if b != NULL:
                 v = v + b[j]
             if z != NULL:
-                z[i * n + j] = v
-            if code >= SOFTMAX:
-                y[i * n + j] = v
-            else:
-                y[i * n + j] = <floating>act_forward(v, code, alpha)
-        if code >= SOFTMAX:  # (whole rows per tile)
-            rowwise_forward(y + i * n, y + i * n, n, code)
+                z[j] = v
+            y[j] = v if code >= SOFTMAX else <floating>act_forward(v, code, alpha)
+    else:  # the common case, vectorized: y = max(acc + b, 0) in place
+        for j in range(c0, c1):
+            v = acc[j] + b[j]
+            y[j] = v if v > 0 else v * 0
 
 
 def linear_forward(floating[:, ::1] x, floating[:, ::1] w, floating[::1] b, int code, double alpha,
