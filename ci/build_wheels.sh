@@ -36,4 +36,17 @@ smoke "$work/full"
 CC=/bin/false CXX=/bin/false "$work/nonumba/bin/python" -m pip install -q --only-binary=:all: --no-deps "$repaired"
 CC=/bin/false CXX=/bin/false "$work/nonumba/bin/python" -m pip install -q --only-binary=:all: numpy scipy threadpoolctl tqdm
 smoke "$work/nonumba" --no-numba
-echo "build_wheels: sdist, wheel, manylinux repair and both fresh environments OK"
+# 5. a compiler that rejects -fopenmp: setup.py's probe must fall back to a serial build
+cat > "$work/cc-no-openmp" <<'CC'
+#!/bin/sh
+for a in "$@"; do [ "$a" = "-fopenmp" ] && { echo "cc-no-openmp: -fopenmp is not supported" >&2; exit 1; }; done
+exec gcc "$@"
+CC
+chmod +x "$work/cc-no-openmp"
+CC="$work/cc-no-openmp" "$py" setup.py -q build_ext --build-lib "$work/serial" --build-temp "$work/serial-tmp" 2>&1 \
+  | tee "$work/serial.log" | grep "fastbp: building"
+grep -q "without OpenMP" "$work/serial.log" || { echo "the serial fallback was not taken"; exit 1; }
+if nm -D "$work"/serial/fastbp/backends/cython/_linear*.so | grep -q GOMP; then
+  echo "the serial build still links OpenMP"; exit 1
+fi
+echo "build_wheels: sdist, wheel, manylinux repair, both fresh environments and the serial build OK"

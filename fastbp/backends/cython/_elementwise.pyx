@@ -48,35 +48,35 @@ cdef void _backward_chunk(floating* dy, floating* s, int code, double alpha, flo
             dz[i] = <floating>act_derivative(dy[i], s[i], code, alpha)
 
 
-def activation_forward(floating[::1] z, int code, double alpha, floating[::1] y, int num_threads):
+def activation_forward(const floating[::1] z, int code, double alpha, floating[::1] y, int num_threads):
     """y = act(z) elementwise (y may be z)."""
     cdef Py_ssize_t n = z.shape[0], c
     if n == 0:
         return
     for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
-        _forward_chunk(&z[0], code, alpha, &y[0], c * CHUNK, min(n, (c + 1) * CHUNK))
+        _forward_chunk(<floating*>&z[0], code, alpha, &y[0], c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
-def activation_backward(floating[::1] dy, floating[::1] saved, int code, double alpha, floating[::1] dz,
+def activation_backward(const floating[::1] dy, const floating[::1] saved, int code, double alpha, floating[::1] dz,
                         int num_threads):
     """dz = dy * act'(saved) elementwise (dz may be dy)."""
     cdef Py_ssize_t n = dy.shape[0], c
     if n == 0:
         return
     for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
-        _backward_chunk(&dy[0], &saved[0], code, alpha, &dz[0], c * CHUNK, min(n, (c + 1) * CHUNK))
+        _backward_chunk(<floating*>&dy[0], <floating*>&saved[0], code, alpha, &dz[0], c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
-def rowwise_activation(floating[:, ::1] z, floating[:, ::1] saved, int code, floating[:, ::1] out, bint forward,
+def rowwise_activation(const floating[:, ::1] z, const floating[:, ::1] saved, int code, floating[:, ::1] out, bint forward,
                        int num_threads):
     """softmax / log_softmax along rows: out = f(z) (forward), or out = derivative from dy = z and
     y = saved (backward); out may be z."""
     cdef Py_ssize_t m = z.shape[0], n = z.shape[1], i
     for i in prange(m, nogil=True, num_threads=num_threads, schedule="static"):
         if forward:
-            rowwise_forward(&z[i, 0], &out[i, 0], n, code)
+            rowwise_forward(<floating*>&z[i, 0], &out[i, 0], n, code)
         else:
-            rowwise_derivative(&z[i, 0], &saved[i, 0], &out[i, 0], n, code)
+            rowwise_derivative(<floating*>&z[i, 0], <floating*>&saved[i, 0], &out[i, 0], n, code)
 
 
 cdef void _sgd_chunk(floating* p, floating* g, floating* v, bint has_velocity, floating lr, floating mu,
@@ -100,14 +100,14 @@ cdef void _sgd_chunk(floating* p, floating* g, floating* v, bint has_velocity, f
             p[i] = p[i] - lr * vi
 
 
-def sgd_update(floating[::1] p, floating[::1] g, floating[::1] v, bint has_velocity, double lr, double momentum,
+def sgd_update(floating[::1] p, const floating[::1] g, floating[::1] v, bint has_velocity, double lr, double momentum,
                bint nesterov, double weight_decay, int num_threads):
     """g' = g + wd p;  v = mu v + g';  p -= lr (g' + mu v) (Nesterov) or lr v;  p -= lr g' without v."""
     cdef Py_ssize_t n = p.shape[0], c
     if n == 0:
         return
     for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
-        _sgd_chunk(&p[0], &g[0], &v[0], has_velocity, <floating>lr, <floating>momentum, <floating>weight_decay,
+        _sgd_chunk(&p[0], <floating*>&g[0], &v[0], has_velocity, <floating>lr, <floating>momentum, <floating>weight_decay,
                    nesterov, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
@@ -139,7 +139,7 @@ cdef void _adam_chunk(floating* p, floating* g, floating* m, floating* v, floati
             p[i] = pi - step_size * mi / (_sqrt(vi) * inv_sqrt_bc2 + eps)
 
 
-def adam_update(floating[::1] p, floating[::1] g, floating[::1] m, floating[::1] v, floating[::1] vmax,
+def adam_update(floating[::1] p, const floating[::1] g, floating[::1] m, floating[::1] v, floating[::1] vmax,
                 bint amsgrad, int step, double lr, double beta1, double beta2, double eps, double weight_decay,
                 bint decoupled, int num_threads):
     """(AdamW) p *= 1 - lr wd, (Adam) g' = g + wd p; m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g'^2;
@@ -155,7 +155,7 @@ def adam_update(floating[::1] p, floating[::1] g, floating[::1] m, floating[::1]
     if n == 0:
         return
     for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
-        _adam_chunk(&p[0], &g[0], &m[0], &v[0], &vmax[0], amsgrad, b1, b2, c1, c2, step_size, inv_sqrt_bc2, eps_,
+        _adam_chunk(&p[0], <floating*>&g[0], &m[0], &v[0], &vmax[0], amsgrad, b1, b2, c1, c2, step_size, inv_sqrt_bc2, eps_,
                     wd_l2, shrink, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
@@ -182,7 +182,7 @@ cdef void _rmsprop_chunk(floating* p, floating* g, floating* s, floating* a, flo
             p[i] = p[i] - lr * st
 
 
-def rmsprop_update(floating[::1] p, floating[::1] g, floating[::1] s, floating[::1] a, floating[::1] buf,
+def rmsprop_update(floating[::1] p, const floating[::1] g, floating[::1] s, floating[::1] a, floating[::1] buf,
                    bint centered, bint use_buf, double lr, double rho, double eps, double weight_decay,
                    double momentum, int num_threads):
     """s = rho s + (1 - rho) g'^2 (centered: a = rho a + (1 - rho) g', minus a^2);
@@ -191,7 +191,7 @@ def rmsprop_update(floating[::1] p, floating[::1] g, floating[::1] s, floating[:
     if n == 0:
         return
     for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
-        _rmsprop_chunk(&p[0], &g[0], &s[0], &a[0], &buf[0], centered, use_buf, <floating>lr, <floating>rho,
+        _rmsprop_chunk(&p[0], <floating*>&g[0], &s[0], &a[0], &buf[0], centered, use_buf, <floating>lr, <floating>rho,
                        <floating>(1.0 - rho), <floating>eps, <floating>weight_decay, <floating>momentum,
                        c * CHUNK, min(n, (c + 1) * CHUNK))
 

@@ -17,12 +17,12 @@ from ._common cimport (LINEAR, RELU, SOFTMAX, act_derivative, act_forward, float
 cdef int DB_ROWS = 64  # rows per bias-gradient chunk (fastbp._tiling.DB_ROWS)
 
 
-cdef void _forward_tile(floating[:, ::1] x, floating[:, ::1] w, floating* b, int code, double alpha,
+cdef void _forward_tile(const floating[:, ::1] x, const floating[:, ::1] w, floating* b, int code, double alpha,
                         floating* y, floating* z, int r0, int r1, int c0, int c1) noexcept nogil:
     """Rows [r0, r1) x columns [c0, c1) of y = act(x @ w + b) (z = x @ w + b when z is not NULL)."""
     cdef int k = x.shape[1], n = w.shape[1], i
     cdef floating* out = z if z != NULL else y
-    gemm(False, False, r1 - r0, c1 - c0, k, &x[r0, 0], k, &w[0, c0], n, out + r0 * n + c0, n)
+    gemm(False, False, r1 - r0, c1 - c0, k, <floating*>&x[r0, 0], k, <floating*>&w[0, c0], n, out + r0 * n + c0, n)
     for i in range(r0, r1):
         _epilogue_row(out + i * n, b, code, alpha, y + i * n, z + i * n if z != NULL else NULL, c0, c1)
         if code >= SOFTMAX:  # (whole rows per tile)
@@ -48,11 +48,11 @@ cdef inline void _epilogue_row(floating* acc, floating* b, int code, double alph
             y[j] = v if v > 0 else v * 0
 
 
-def linear_forward(floating[:, ::1] x, floating[:, ::1] w, floating[::1] b, int code, double alpha,
+def linear_forward(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::1] b, int code, double alpha,
                    floating[:, ::1] y, floating[:, ::1] z, int rb, int cb, int num_threads):
     """y = act(x @ w + b) (b, z may be None) in tiles of rb rows x cb columns."""
     cdef int m = x.shape[0], n = w.shape[1]
-    cdef floating* bp = NULL if b is None else &b[0]
+    cdef floating* bp = NULL if b is None else <floating*>&b[0]
     cdef floating* zp = NULL
     cdef floating* yp
     cdef int row_tiles, col_tiles, t
@@ -72,14 +72,14 @@ def linear_forward(floating[:, ::1] x, floating[:, ::1] w, floating[::1] b, int 
                       (t % col_tiles) * cb, min(n, (t % col_tiles + 1) * cb))
 
 
-cdef void _dz_chunk(floating[:, ::1] dy, floating* saved, int code, double alpha, floating* dz, bint dz_is_dy,
+cdef void _dz_chunk(const floating[:, ::1] dy, floating* saved, int code, double alpha, floating* dz, bint dz_is_dy,
                     double* db_part, int r0, int r1) noexcept nogil:
     """dz = dy * f'(.) on rows [r0, r1), and the chunk's column sums into db_part (when not NULL)."""
     cdef int n = dy.shape[1], i, j
     cdef floating* dyr
     cdef floating* dzr
     for i in range(r0, r1):
-        dyr = &dy[i, 0]
+        dyr = <floating*>&dy[i, 0]
         dzr = dz + i * n
         if code == LINEAR:
             if not dz_is_dy:
@@ -102,7 +102,8 @@ cdef void _dz_chunk(floating[:, ::1] dy, floating* saved, int code, double alpha
                 db_part[j] += dzr[j]
 
 
-def linear_backward(floating[:, ::1] dy, floating[:, ::1] x, floating[:, ::1] w, floating[:, ::1] saved, int code,
+def linear_backward(const floating[:, ::1] dy, const floating[:, ::1] x, const floating[:, ::1] w,
+                    const floating[:, ::1] saved, int code,
                     double alpha, floating[:, ::1] dz, bint dz_is_dy, floating[:, ::1] dx, floating[:, ::1] dw,
                     floating[::1] db, int rb_dw, int n_dw, int cb_dx, int n_dx, int num_threads):
     """dz = dy * f'(saved) (saved: y or z; dy for linear), db = column sums of dz (db may be None),
@@ -113,7 +114,7 @@ def linear_backward(floating[:, ::1] dy, floating[:, ::1] x, floating[:, ::1] w,
     cdef bint want_db = db is not None
     cdef double[:, ::1] db_part = np.empty((n_chunks if want_db else 0, n), np.float64)
     cdef double acc
-    cdef floating* sp = &saved[0, 0] if m else NULL
+    cdef floating* sp = <floating*>&saved[0, 0] if m else NULL
     cdef floating* dzp = &dz[0, 0] if m else NULL
     if code != LINEAR or not dz_is_dy or want_db:
         if n_chunks == 1:
@@ -134,15 +135,15 @@ def linear_backward(floating[:, ::1] dy, floating[:, ::1] x, floating[:, ::1] w,
         return
     if n_dw == 1:
         with nogil:
-            gemm(True, False, k, n, m, &x[0, 0], k, dzp, n, &dw[0, 0], n)
+            gemm(True, False, k, n, m, <floating*>&x[0, 0], k, dzp, n, &dw[0, 0], n)
     else:
         for t in prange(n_dw, nogil=True, num_threads=num_threads, schedule="static"):
             k0 = t * rb_dw
-            gemm(True, False, min(k, k0 + rb_dw) - k0, n, m, &x[0, k0], k, dzp, n, &dw[k0, 0], n)
+            gemm(True, False, min(k, k0 + rb_dw) - k0, n, m, <floating*>&x[0, k0], k, dzp, n, &dw[k0, 0], n)
     if n_dx == 1:
         with nogil:
-            gemm(False, True, m, k, n, dzp, n, &w[0, 0], n, &dx[0, 0], k)
+            gemm(False, True, m, k, n, dzp, n, <floating*>&w[0, 0], n, &dx[0, 0], k)
     elif n_dx > 1:
         for t in prange(n_dx, nogil=True, num_threads=num_threads, schedule="static"):
             k0 = t * cb_dx
-            gemm(False, True, m, min(k, k0 + cb_dx) - k0, n, dzp, n, &w[k0, 0], n, &dx[0, k0], k)
+            gemm(False, True, m, min(k, k0 + cb_dx) - k0, n, dzp, n, <floating*>&w[k0, 0], n, &dx[0, k0], k)

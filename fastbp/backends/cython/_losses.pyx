@@ -13,7 +13,7 @@ cdef Py_ssize_t CE_ROWS = 64
 cdef Py_ssize_t MSE_CHUNK = 1 << 14
 
 
-cdef double _ce_rows(floating[:, ::1] logits, Py_ssize_t* labels, floating* targets, floating* dlogits,
+cdef double _ce_rows(const floating[:, ::1] logits, Py_ssize_t* labels, floating* targets, floating* dlogits,
                      Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
     """Sum over rows [r0, r1) of the per-row loss (double); writes those rows of dlogits when it is
     not NULL (dlogits may be logits)."""
@@ -23,7 +23,7 @@ cdef double _ce_rows(floating[:, ::1] logits, Py_ssize_t* labels, floating* targ
     cdef floating* out
     cdef floating* t
     for i in range(r0, r1):
-        row = &logits[i, 0]
+        row = <floating*>&logits[i, 0]
         m = row[0]
         for j in range(1, classes):
             if row[j] > m:
@@ -55,14 +55,14 @@ cdef double _ce_rows(floating[:, ::1] logits, Py_ssize_t* labels, floating* targ
     return total
 
 
-def softmax_cross_entropy(floating[:, ::1] logits, Py_ssize_t[::1] labels, floating[:, ::1] targets,
+def softmax_cross_entropy(const floating[:, ::1] logits, const Py_ssize_t[::1] labels, const floating[:, ::1] targets,
                           floating[:, ::1] dlogits, int num_threads):
     """Mean softmax cross-entropy over labels (or probability targets when labels is None) and its
     gradient into dlogits (when not None); returns the loss."""
     cdef Py_ssize_t batch = logits.shape[0], n_chunks = (batch + CE_ROWS - 1) // CE_ROWS, c
     cdef double[::1] partial = np.zeros(n_chunks, np.float64)
-    cdef Py_ssize_t* lp = NULL if labels is None else &labels[0]
-    cdef floating* tp = NULL if targets is None else &targets[0, 0]
+    cdef Py_ssize_t* lp = NULL if labels is None else <Py_ssize_t*>&labels[0]
+    cdef floating* tp = NULL if targets is None else <floating*>&targets[0, 0]
     cdef floating* gp = NULL if dlogits is None else &dlogits[0, 0]
     cdef double total = 0.0
     if n_chunks == 1:
@@ -76,7 +76,7 @@ def softmax_cross_entropy(floating[:, ::1] logits, Py_ssize_t[::1] labels, float
     return total / batch
 
 
-def mse_loss(floating[::1] pred, floating[::1] target, floating[::1] dpred, int num_threads):
+def mse_loss(const floating[::1] pred, const floating[::1] target, floating[::1] dpred, int num_threads):
     """mean((pred - target)^2), and dpred = 2 (pred - target) / n when dpred is not None (it may be pred)."""
     cdef Py_ssize_t n = pred.shape[0], n_chunks = (n + MSE_CHUNK - 1) // MSE_CHUNK, c, j
     cdef double[::1] partial = np.zeros(n_chunks, np.float64)
