@@ -344,3 +344,108 @@ def test_torch_and_cupy_arrays_without_copies(rng):
         assert_close(cupy.asnumpy(cupy.asarray(y)), ref, np.float32)
         tried += 1
     assert tried, "neither PyTorch with CUDA nor CuPy is installed on this GPU machine"
+
+
+# ------------------------------------------------------------------------------- reliability
+
+def _hostile_device_cases(rng):
+    """(description, call, expected exception class or None for "computes, and NaN/Inf propagate")."""
+    f = lambda *s: dev(rng.standard_normal(s).astype(np.float32))  # noqa: E731
+    x, w, b = f(5, 7), f(7, 3), f(3)
+    labels = dev(np.array([0, 1, 2, 1, 0]))
+    nan_x = rng.standard_normal((5, 7)).astype(np.float32)
+    nan_x[1, 2] = np.nan
+    nan_x[3, 0] = np.inf
+    return [
+        ("x 3-D", lambda: K.linear_forward(dev(np.zeros((1, 5, 7), np.float32)), w), ValueError),
+        ("w rows != x columns", lambda: K.linear_forward(x, f(6, 3)), ValueError),
+        ("b wrong length", lambda: K.linear_forward(x, w, f(4)), ValueError),
+        ("mixed dtypes", lambda: K.linear_forward(x, dev(np.zeros((7, 3)))), TypeError),
+        ("int32 device array", lambda: K.linear_forward(dev(np.zeros((5, 7), np.int32)), w), TypeError),
+        ("bool device array", lambda: K.activation_forward(dev(np.zeros((5, 7), bool)), "relu"), TypeError),
+        ("complex device array", lambda: K.activation_forward(dev(np.zeros((2, 2), np.complex64)), "relu"), TypeError),
+        ("non-contiguous device view", lambda: K.linear_forward(f(5, 14)[:, ::2], w), ValueError),
+        ("host array for cuda", lambda: K.linear_forward(np.zeros((5, 7), np.float32), w), TypeError),
+        ("python list", lambda: K.linear_forward([[1.0] * 7] * 5, w, backend="cuda"), TypeError),
+        ("python scalar", lambda: K.mse_loss(1.0, x, backend="cuda"), TypeError),
+        ("out aliases x", lambda: K.activation_forward(x, "relu", out=x[:, :]), None),  # the same memory: allowed
+        ("out wrong shape", lambda: K.linear_forward(x, w, out=cuda.device_array((3, 5), np.float32)), ValueError),
+        ("dw aliases x", lambda: K.linear_backward(f(5, 3), x, w, dw=x), ValueError),
+        ("param aliases grad", lambda: K.sgd_update(b, b, lr=0.1), ValueError),
+        ("labels out of range", lambda: K.softmax_cross_entropy(f(5, 3), dev(np.array([0, 1, 3, 1, 0]))), ValueError),
+        ("labels negative", lambda: K.softmax_cross_entropy(f(5, 3), dev(np.array([0, -2, 1, 1, 0]))), ValueError),
+        ("float labels of the wrong shape", lambda: K.softmax_cross_entropy(f(5, 3), f(5)), ValueError),
+        ("bool labels", lambda: K.softmax_cross_entropy(f(5, 3), dev(np.ones(5, bool))), TypeError),
+        ("labels too short", lambda: K.softmax_cross_entropy(f(5, 3), labels[:4]), ValueError),
+        ("empty-batch loss", lambda: K.softmax_cross_entropy(f(0, 3), dev(np.zeros(0, np.int64))), ValueError),
+        ("empty batch forward", lambda: K.linear_forward(f(0, 7), w), None),
+        ("NaN and Inf propagate", lambda: K.linear_forward(dev(nan_x), w, b, "gelu"), None),
+        ("bad lr", lambda: K.adam_update(f(4), f(4), f(4), f(4), step=1, lr=-1.0), ValueError),
+        ("bad step", lambda: K.adam_update(f(4), f(4), f(4), f(4), step=0), ValueError),
+        ("unknown activation", lambda: K.activation_forward(x, "relux"), ValueError),
+    ]
+
+
+def test_hostile_device_inputs(rng):
+    cases = _hostile_device_cases(rng)
+    failures = []
+    for name, call, expected in cases:
+        try:
+            result = call()
+        except Exception as exc:  # noqa: BLE001  (the outcome is what is checked)
+            if expected is None or not isinstance(exc, expected):
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        if expected is not None:
+            failures.append(f"{name}: no error (expected {expected.__name__})")
+        elif name == "NaN and Inf propagate":
+            y = host(result)
+            if not (np.isnan(y[1]).all() and np.isnan(y[3]).any() and np.isfinite(y[[0, 2, 4]]).all()):
+                failures.append(f"{name}: got {y}")
+    print(f"cuda: {len(cases)} hostile cases tried")
+    assert not failures, "\n".join(failures)
+
+
+def test_extreme_values_on_device():
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]], np.float32)
+    loss, grad = K.softmax_cross_entropy(dev(logits), dev(np.array([0, 2, 1])))
+    assert np.isclose(loss, (np.log(3) + np.log(2)) / 3, rtol=1e-6)
+    expected = np.array([[0, 0, 0], [1 / 3, 1 / 3, -2 / 3], [0.5, -0.5, 0]]) / 3
+    assert np.allclose(host(grad), expected, atol=1e-7)
+    s = host(K.activation_forward(dev(np.array([[-1e3, 0.0, 1e3]], np.float32)), "sigmoid"))
+    np.testing.assert_array_equal(s, [[0.0, 0.5, 1.0]])
+    ls = host(K.activation_forward(dev(logits), "log_softmax"))
+    assert np.all(np.isfinite(ls)) and np.isclose(ls[0, 1], -2e4)
+    p = dev(np.linspace(-1, 1, 70).astype(np.float32))
+    before = host(p)
+    m, v = dev(np.zeros(70, np.float32)), dev(np.zeros(70, np.float32))
+    K.adam_update(p, dev(np.zeros(70, np.float32)), m, v, step=1, eps=1e-30)
+    np.testing.assert_array_equal(host(p), before)
+
+
+@gpu
+def test_threads_at_once_on_device(rng):
+    """8 Python threads launching kernels at once on independent device arrays. Real GPU only:
+    Numba's CUDA simulator cannot launch from several Python threads at once (it finds a GPU
+    thread's threadIdx through the current Python thread: AttributeError)."""
+    import threading
+
+    errors = []
+
+    def work(seed):
+        try:
+            r = np.random.default_rng(seed)
+            x = r.standard_normal((6, 5)).astype(np.float32)
+            w = r.standard_normal((5, 4)).astype(np.float32)
+            for _ in range(50):
+                y = host(K.linear_forward(dev(x), dev(w), None, "relu"))
+                np.testing.assert_allclose(y, np.maximum(x @ w, 0), rtol=1e-5, atol=1e-5)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
