@@ -141,6 +141,23 @@ def bench_backward(rows, shape, rounds):
         rows.append((name, "torch autograd.grad", t["fastbp"], t["torch"], 1.0))
 
 
+def numpy_adam_step(p, g, m, v, tmp, t, lr, b1, b2, eps):
+    """One Adam step in NumPy, in place, written as a careful user would: no temporaries allocated."""
+    np.multiply(m, b1, out=m)
+    np.multiply(g, 1 - b1, out=tmp)
+    np.add(m, tmp, out=m)
+    np.multiply(v, b2, out=v)
+    np.multiply(g, g, out=tmp)
+    np.multiply(tmp, 1 - b2, out=tmp)
+    np.add(v, tmp, out=v)
+    np.sqrt(v, out=tmp)
+    np.multiply(tmp, 1 / np.sqrt(1 - b2**t), out=tmp)
+    np.add(tmp, eps, out=tmp)
+    np.divide(m, tmp, out=tmp)
+    np.multiply(tmp, lr / (1 - b1**t), out=tmp)
+    np.subtract(p, tmp, out=p)
+
+
 def bench_adam(rows, n, rounds, bandwidth):
     rng = np.random.default_rng(2)
     p = rng.standard_normal(n, dtype=np.float32)
@@ -157,22 +174,9 @@ def bench_adam(rows, n, rounds, bandwidth):
     tmp = np.empty_like(p)
     nstep = [0]
 
-    def numpy_adam():  # in-place multi-line Adam, no temporaries allocated per step
+    def numpy_adam():
         nstep[0] += 1
-        t = nstep[0]
-        np.multiply(mn, b1, out=mn)
-        np.multiply(g, 1 - b1, out=tmp)
-        np.add(mn, tmp, out=mn)
-        np.multiply(vn, b2, out=vn)
-        np.multiply(g, g, out=tmp)
-        np.multiply(tmp, 1 - b2, out=tmp)
-        np.add(vn, tmp, out=vn)
-        np.sqrt(vn, out=tmp)
-        np.multiply(tmp, 1 / np.sqrt(1 - b2**t), out=tmp)
-        np.add(tmp, eps, out=tmp)
-        np.divide(mn, tmp, out=tmp)
-        np.multiply(tmp, lr / (1 - b1**t), out=tmp)
-        np.subtract(pn, tmp, out=pn)
+        numpy_adam_step(pn, g, mn, vn, tmp, nstep[0], lr, b1, b2, eps)
 
     cont = {"fastbp": fastbp_adam}
     if n <= 10**6:
@@ -230,20 +234,8 @@ def bench_cython(rows, rounds):
     mn, vn, tmp = np.zeros_like(pn), np.zeros_like(pn), np.empty_like(pn)
     pc, mc, vc = pn.copy(), mn.copy(), vn.copy()
 
-    def numpy_adam(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, t=1):
-        np.multiply(mn, b1, out=mn)
-        np.multiply(g, 1 - b1, out=tmp)
-        np.add(mn, tmp, out=mn)
-        np.multiply(vn, b2, out=vn)
-        np.multiply(g, g, out=tmp)
-        np.multiply(tmp, 1 - b2, out=tmp)
-        np.add(vn, tmp, out=vn)
-        np.sqrt(vn, out=tmp)
-        np.multiply(tmp, 1 / np.sqrt(1 - b2**t), out=tmp)
-        np.add(tmp, eps, out=tmp)
-        np.divide(mn, tmp, out=tmp)
-        np.multiply(tmp, lr / (1 - b1**t), out=tmp)
-        np.subtract(pn, tmp, out=pn)
+    def numpy_adam():
+        numpy_adam_step(pn, g, mn, vn, tmp, 1, 1e-3, 0.9, 0.999, 1e-8)
 
     t = compare({"cython": lambda: K.adam_update(pc, g, mc, vc, step=1, backend="cython"), "numpy": numpy_adam}, rounds)
     rows.append(("cython adam_update 1e+06 params", "numpy in-place multi-line", t["cython"], t["numpy"], 5.0))
