@@ -73,9 +73,13 @@ def _cython_build() -> str:
         from .backends.cython import _buildinfo
     except ImportError as exc:
         return f"extensions not built ({exc})"
-    if _buildinfo.openmp_enabled():
-        return f"extensions built with OpenMP ({_buildinfo.openmp_max_threads()} threads)"
-    return "extensions built without OpenMP (serial)"
+    built = (f"extensions built with OpenMP ({_buildinfo.openmp_max_threads()} threads)"
+             if _buildinfo.openmp_enabled() else "extensions built without OpenMP (serial)")
+    try:
+        from .backends.cython import backend
+    except ImportError:
+        return built
+    return f"{built}; {backend.SIMD} kernels in use"
 
 
 def show_config(file=None) -> None:

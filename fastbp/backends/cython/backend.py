@@ -8,15 +8,41 @@ kernels' own OpenMP loops use :func:`get_num_threads` threads.
 """
 from __future__ import annotations
 
+import importlib
+import os
+
+import numpy as np
+
+
+def _cpu_has_avx2_fma() -> bool:
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # another NumPy layout: the baseline build
+        return False
+    return bool(features.get("AVX2") and features.get("FMA3"))
+
+
+def _kernels(name: str):
+    """The AVX2 + FMA build of kernel module ``name`` on a CPU with both (when it was built),
+    else the baseline build. ``FASTBP_CYTHON_SIMD=baseline`` forces the baseline."""
+    if os.environ.get("FASTBP_CYTHON_SIMD", "auto") != "baseline" and _cpu_has_avx2_fma():
+        try:
+            return importlib.import_module(f".{name}_avx2", __package__)
+        except ImportError:
+            pass
+    return importlib.import_module(f".{name}", __package__)
+
+
 try:
-    from . import _elementwise as _ew
-    from . import _linear as _lin
+    _ew = _kernels("_elementwise")
+    _lin = _kernels("_linear")
     from . import _losses as _loss
 except ImportError as exc:  # an sdist checkout without a build, or a failed build
     raise ImportError(f"the compiled extension is missing ({exc}); build it with `pip install .` "
                       "or `python setup.py build_ext --inplace`") from None
 
-import numpy as np
+#: which build of the elementwise and layer kernels runs here ("avx2" or "baseline")
+SIMD = "avx2" if _ew.__name__.endswith("_avx2") else "baseline"
 
 from ... import _tiling
 from ..._blas_threads import single_threaded_blas as _one_blas_thread
