@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import sys
 import traceback
 
@@ -276,8 +277,11 @@ def run_case(i, backend):
 def main():
     backend, start = sys.argv[1], int(sys.argv[2])
     n = len(cases())
+    crash_at = int(os.environ.get("FASTBP_HOSTILE_CRASH_AT", "-1"))  # tests of the runner itself
     for i in range(start, n):
         print(json.dumps({"start": i}), flush=True)
+        if i == crash_at:
+            os.abort()
         try:
             ok, detail = run_case(i, backend)
         except Exception:  # noqa: BLE001  (a bug in the harness, reported as a failure)

@@ -20,14 +20,14 @@ BACKENDS = cpu_backends()
 HERE = Path(__file__).parent
 
 
-def _run_hostile(backend):
+def _run_hostile(backend, env=None):
     """Run every hostile case; a case that kills its process is recorded as a crash and the rest
     continue in a new process. Returns {case index: (ok, detail)}."""
     n = len(H.cases())
     results, start = {}, 0
     while start < n:
         proc = subprocess.run([sys.executable, str(HERE / "hostile_cases.py"), backend, str(start)],
-                              capture_output=True, text=True, timeout=600, cwd=HERE)
+                              capture_output=True, text=True, timeout=600, cwd=HERE, env=env)
         last_started = None
         for line in proc.stdout.splitlines():
             if not line.startswith("{"):
@@ -54,6 +54,15 @@ def test_hostile_input(backend):
     print(f"{backend}: {len(results)} hostile cases tried, {len(failures)} failed")
     assert len(results) == len(cases)
     assert not failures, "\n".join(failures)
+
+
+def test_hostile_runner_names_a_crash_and_goes_on():
+    """The runner itself: a case that aborts the process is reported as that case's failure, and
+    the cases after it still run (in a new process)."""
+    results = _run_hostile("numpy", env={**os.environ, "FASTBP_HOSTILE_CRASH_AT": "5"})
+    assert len(results) == len(H.cases())
+    assert results[5][0] is False and "process died" in results[5][1]
+    assert all(ok for i, (ok, _) in results.items() if i != 5)
 
 
 # ------------------------------------------------------------------------- numerical stability
