@@ -31,7 +31,7 @@ cdef void _forward_chunk(floating* z, int code, double alpha, floating* y, Py_ss
     if code == RELU:
         for i in range(lo, hi):
             v = z[i]
-            y[i] = v if v > 0 else v * 0
+            y[i] = v if v > 0 else v * 0 + 0  # +0.0 for negatives (as numba), NaN stays NaN
     else:
         for i in range(lo, hi):
             y[i] = <floating>act_forward(z[i], code, alpha)

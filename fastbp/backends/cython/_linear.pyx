@@ -45,7 +45,7 @@ cdef inline void _epilogue_row(floating* acc, floating* b, int code, double alph
     else:  # the common case, vectorized: y = max(acc + b, 0) in place
         for j in range(c0, c1):
             v = acc[j] + b[j]
-            y[j] = v if v > 0 else v * 0
+            y[j] = v if v > 0 else v * 0 + 0  # +0.0 for negatives (as numba), NaN stays NaN
 
 
 def linear_forward(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::1] b, int code, double alpha,
