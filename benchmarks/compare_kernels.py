@@ -204,7 +204,6 @@ def bench_cython(rows, rounds):
     """The cython backend against the numba backend (target: within 1.25x, i.e. ratio >= 0.8) on
     the shapes above, and against NumPy where the Cython issue sets targets."""
     x, w, b = layer(128, 784, 128)
-    y = np.empty((128, 128), np.float32)
     for shape in ((32, 784, 128), (128, 784, 128), (1024, 1024, 1024)):
         xs, ws, bs = layer(*shape)
         ys = np.empty((shape[0], shape[2]), np.float32)

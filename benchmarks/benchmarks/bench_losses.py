@@ -1,7 +1,7 @@
 """Losses with their gradients: softmax cross-entropy (integer labels) and MSE."""
 import numpy as np
 
-from .common import BACKENDS, DTYPES, fastbp_backend, shape_of, torch_or_skip
+from .common import BACKENDS, DTYPES, contender, shape_of
 
 SHAPES = ["32x10", "128x10", "1024x1000"]
 
@@ -15,16 +15,11 @@ class SoftmaxCrossEntropy:
         rng = np.random.default_rng(0)
         logits = (rng.standard_normal((batch, classes)) * 3).astype(dtype)
         labels = rng.integers(0, classes, batch)
-        if backend.startswith("fastbp:"):
-            from fastbp import kernels as K
+        grad = np.empty_like(logits)
+        rows = np.arange(batch)
 
-            name = fastbp_backend(backend)
-            grad = np.empty_like(logits)
-            self.fn = lambda: K.softmax_cross_entropy(logits, labels, dlogits=grad, backend=name)
-        elif backend == "numpy":
-            rows = np.arange(batch)
-
-            def numpy_ce():
+        def numpy_ce():
+            def run():
                 shifted = logits - logits.max(axis=1, keepdims=True)
                 e = np.exp(shifted)
                 s = e.sum(axis=1, keepdims=True)
@@ -32,17 +27,17 @@ class SoftmaxCrossEntropy:
                 p = e / s
                 p[rows, labels] -= 1
                 return loss, p / batch
-            self.fn = numpy_ce
-        else:
-            torch = torch_or_skip()
+            return run
+
+        def torch_ce(torch):
             tl = torch.from_numpy(logits).requires_grad_()
             tlab = torch.from_numpy(labels)
+            return lambda: torch.autograd.grad(torch.nn.functional.cross_entropy(tl, tlab), tl)
 
-            def torch_ce():
-                loss = torch.nn.functional.cross_entropy(tl, tlab)
-                return torch.autograd.grad(loss, tl)
-            self.fn = torch_ce
-        self.fn()
+        self.fn = contender(
+            backend,
+            fastbp=lambda K, name: lambda: K.softmax_cross_entropy(logits, labels, dlogits=grad, backend=name),
+            numpy=numpy_ce, torch=torch_ce)
 
     def time_softmax_cross_entropy(self, backend, dtype, shape):
         self.fn()
@@ -56,23 +51,22 @@ class MeanSquaredError:
         rng = np.random.default_rng(0)
         pred = rng.standard_normal(shape_of(shape)).astype(dtype)
         target = rng.standard_normal(shape_of(shape)).astype(dtype)
-        if backend.startswith("fastbp:"):
-            from fastbp import kernels as K
+        grad = np.empty_like(pred)
 
-            name = fastbp_backend(backend)
-            grad = np.empty_like(pred)
-            self.fn = lambda: K.mse_loss(pred, target, dpred=grad, backend=name)
-        elif backend == "numpy":
-            def numpy_mse():
+        def numpy_mse():
+            def run():
                 d = pred - target
                 return np.mean(d * d), d * (2 / d.size)
-            self.fn = numpy_mse
-        else:
-            torch = torch_or_skip()
+            return run
+
+        def torch_mse(torch):
             tp = torch.from_numpy(pred).requires_grad_()
             tt = torch.from_numpy(target)
-            self.fn = lambda: torch.autograd.grad(torch.nn.functional.mse_loss(tp, tt), tp)
-        self.fn()
+            return lambda: torch.autograd.grad(torch.nn.functional.mse_loss(tp, tt), tp)
+
+        self.fn = contender(backend,
+                            fastbp=lambda K, name: lambda: K.mse_loss(pred, target, dpred=grad, backend=name),
+                            numpy=numpy_mse, torch=torch_mse)
 
     def time_mse_loss(self, backend, dtype, shape):
         self.fn()

@@ -1,7 +1,7 @@
 """Optimizer updates over a flat float32 parameter vector (the MNIST MLP has 101,770)."""
 import numpy as np
 
-from .common import BACKENDS, fastbp_backend, torch_or_skip
+from .common import BACKENDS, contender, fastbp_backend
 
 SIZES = [101_770, 1_000_000, 10_000_000]
 
@@ -13,6 +13,13 @@ def _state(n):
     return p, g
 
 
+def _torch_step(torch, p, g, optimizer, **options):
+    """The ``step`` of a PyTorch optimizer over a parameter sharing p's memory, with gradient g."""
+    tp = torch.nn.Parameter(torch.from_numpy(p))
+    tp.grad = torch.from_numpy(g)
+    return getattr(torch.optim, optimizer)([tp], **options).step
+
+
 class Adam:
     params = [BACKENDS, SIZES]
     param_names = ["backend", "size"]
@@ -22,19 +29,16 @@ class Adam:
         p, g = _state(size)
         m, v = np.zeros_like(p), np.zeros_like(p)
         self.bytes = 28 * size  # read p, g, m, v; write p, m, v
-        if backend.startswith("fastbp:"):
-            from fastbp import kernels as K
+        step = [0]
 
-            name = fastbp_backend(backend)
-            step = [0]
-
+        def fastbp_adam(K, name):
             def run():
                 step[0] += 1
                 K.adam_update(p, g, m, v, step=step[0], backend=name)
-            self.fn = run
-        elif backend == "numpy":
+            return run
+
+        def numpy_adam():
             tmp = np.empty_like(p)
-            step = [0]
 
             def run():  # in place, no temporaries
                 step[0] += 1
@@ -52,13 +56,10 @@ class Adam:
                 np.divide(m, tmp, out=tmp)
                 np.multiply(tmp, 1e-3 / (1 - 0.9**t), out=tmp)
                 np.subtract(p, tmp, out=p)
-            self.fn = run
-        else:
-            torch = torch_or_skip()
-            tp = torch.nn.Parameter(torch.from_numpy(p))
-            tp.grad = torch.from_numpy(g)
-            self.fn = torch.optim.Adam([tp], lr=1e-3, fused=True).step
-        self.fn()
+            return run
+
+        self.fn = contender(backend, fastbp=fastbp_adam, numpy=numpy_adam,
+                            torch=lambda torch: _torch_step(torch, p, g, "Adam", lr=1e-3, fused=True))
 
     def time_adam(self, backend, size):
         self.fn()
@@ -78,23 +79,19 @@ class SGDMomentum:
     def setup(self, backend, size):
         p, g = _state(size)
         vel = np.zeros_like(p)
-        if backend.startswith("fastbp:"):
-            from fastbp import kernels as K
 
-            name = fastbp_backend(backend)
-            self.fn = lambda: K.sgd_update(p, g, lr=0.01, momentum=0.9, velocity=vel, backend=name)
-        elif backend == "numpy":
+        def numpy_sgd():
             def run():
                 np.multiply(vel, 0.9, out=vel)
                 np.add(vel, g, out=vel)
                 p.__isub__(0.01 * vel)
-            self.fn = run
-        else:
-            torch = torch_or_skip()
-            tp = torch.nn.Parameter(torch.from_numpy(p))
-            tp.grad = torch.from_numpy(g)
-            self.fn = torch.optim.SGD([tp], lr=0.01, momentum=0.9).step
-        self.fn()
+            return run
+
+        self.fn = contender(
+            backend,
+            fastbp=lambda K, name: lambda: K.sgd_update(p, g, lr=0.01, momentum=0.9, velocity=vel, backend=name),
+            numpy=numpy_sgd,
+            torch=lambda torch: _torch_step(torch, p, g, "SGD", lr=0.01, momentum=0.9))
 
     def time_sgd_momentum(self, backend, size):
         self.fn()
@@ -107,12 +104,8 @@ class RMSprop:
     def setup(self, backend, size):
         p, g = _state(size)
         sq = np.zeros_like(p)
-        if backend.startswith("fastbp:"):
-            from fastbp import kernels as K
 
-            name = fastbp_backend(backend)
-            self.fn = lambda: K.rmsprop_update(p, g, sq, lr=1e-3, backend=name)
-        elif backend == "numpy":
+        def numpy_rmsprop():
             tmp = np.empty_like(p)
 
             def run():
@@ -125,13 +118,12 @@ class RMSprop:
                 np.divide(g, tmp, out=tmp)
                 np.multiply(tmp, 1e-3, out=tmp)
                 np.subtract(p, tmp, out=p)
-            self.fn = run
-        else:
-            torch = torch_or_skip()
-            tp = torch.nn.Parameter(torch.from_numpy(p))
-            tp.grad = torch.from_numpy(g)
-            self.fn = torch.optim.RMSprop([tp], lr=1e-3).step
-        self.fn()
+            return run
+
+        self.fn = contender(backend,
+                            fastbp=lambda K, name: lambda: K.rmsprop_update(p, g, sq, lr=1e-3, backend=name),
+                            numpy=numpy_rmsprop,
+                            torch=lambda torch: _torch_step(torch, p, g, "RMSprop", lr=1e-3))
 
     def time_rmsprop(self, backend, size):
         self.fn()

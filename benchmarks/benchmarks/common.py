@@ -49,6 +49,23 @@ def torch_or_skip():
     return torch
 
 
+def contender(backend, fastbp, numpy, torch):
+    """The callable timed for ``backend``, made by the builder for its kind: ``fastbp(K, name)``
+    (fastbp's kernels module and backend name), ``numpy()``, or ``torch(torch)``. It is called
+    once here, so compilation and first-touch costs stay out of the timed region."""
+    if backend.startswith("fastbp:"):
+        name = fastbp_backend(backend)  # (first: skips cleanly on commits without the kernels)
+        from fastbp import kernels as K
+
+        fn = fastbp(K, name)
+    elif backend == "numpy":
+        fn = numpy()
+    else:
+        fn = torch(torch_or_skip())
+    fn()
+    return fn
+
+
 def layer(shape, dtype, seed=0):
     batch, n_in, n_out = shape
     rng = np.random.default_rng(seed)
