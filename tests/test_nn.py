@@ -82,6 +82,19 @@ def test_compiled_steps_give_the_python_loops_weights(optimizer, rng, monkeypatc
     np.testing.assert_allclose(h_c["loss"], h_p["loss"], rtol=1e-12)
 
 
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba backend unavailable")
+@pytest.mark.parametrize("rows, cols", [(5, 3), (64, 511), (100, 784)])  # serial, serial, parallel
+def test_compiled_batch_gather_is_numpy_take(rows, cols, rng):
+    from fastbp.nn._compiled import gather_rows
+
+    src = rng.standard_normal((300, cols))
+    order = rng.permutation(300)
+    for lo in (0, 17):
+        dst = np.full((rows, cols), np.nan)
+        gather_rows(src, order, lo, dst)
+        np.testing.assert_array_equal(dst, src[order[lo:lo + rows]])
+
+
 def test_api_summary_weights_predict_evaluate(tmp_path, rng, capsys):
     model = nn.Sequential(seed=0)
     model.add(nn.Dense(128, activation="relu", input_shape=(784,)))

@@ -9,7 +9,7 @@ every buffer lives in a few flat arrays, allocated once.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..activations import LINEAR, NEEDS_OUTPUT, NEEDS_PREACT, SOFTMAX
 from ..backends.numba_cpu import activation as act_k
@@ -34,6 +34,38 @@ def saved_code(needs):
 @njit(cache=True)
 def _view(buf, rows, cols):
     return buf[:rows * cols].reshape(rows, cols)
+
+
+#: rows gathered per parallel chunk (a batch smaller than two chunks is gathered on this thread)
+GATHER_ROWS = 32
+
+
+@njit(cache=True, inline="always")
+def _copy_rows(src, order, lo, dst, r0, r1):
+    """dst[r] = src[order[lo + r]] for r in [r0, r1), element by element: Numba's row-slice
+    assignment measured 3.5 GB/s here against 6.6 GB/s for this loop (random rows of MNIST)."""
+    for r in range(r0, r1):
+        s = src[order[lo + r]]
+        d = dst[r]
+        for j in range(d.shape[0]):
+            d[j] = s[j]
+
+
+@njit(cache=True, parallel=True)
+def _gather_parallel(src, order, lo, dst):
+    b = dst.shape[0]
+    for c in prange(-(-b // GATHER_ROWS)):
+        _copy_rows(src, order, lo, dst, c * GATHER_ROWS, min(b, (c + 1) * GATHER_ROWS))
+
+
+@njit(cache=True)
+def gather_rows(src, order, lo, dst):
+    """dst = src[order[lo:lo + len(dst)]] (2-D rows), on both threads when the batch is large."""
+    b = dst.shape[0]
+    if b * dst.shape[1] >= SERIAL_ELEMENTS and b >= 2 * GATHER_ROWS:
+        _gather_parallel(src, order, lo, dst)
+    else:
+        _copy_rows(src, order, lo, dst, 0, b)
 
 
 @njit(cache=True)
@@ -193,16 +225,13 @@ def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, p
         lo = step * batch
         b = min(n, lo + batch) - lo
         xb = _view(xbuf, b, n_in)
-        for r in range(b):
-            xb[r, :] = x[order[lo + r]]
+        gather_rows(x, order, lo, xb)
         if loss_kind == SPARSE_CE:
             lb = lbuf[:b]
             for r in range(b):
                 lb[r] = labels[order[lo + r]]
         else:
-            tb = _view(tbuf, b, n_out)
-            for r in range(b):
-                tb[r, :] = targets[order[lo + r]]
+            gather_rows(targets, order, lo, _view(tbuf, b, n_out))
         out = _forward(layers, alphas, params, xb, ys, zs, b)
         g = _view(gbuf, b, n_out)
         if loss_kind == SPARSE_CE:
