@@ -14,11 +14,11 @@ cdef Py_ssize_t MSE_CHUNK = 1 << 14
 
 
 cdef double _ce_rows(const floating[:, ::1] logits, Py_ssize_t* labels, floating* targets, floating* dlogits,
-                     Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+                     double* e, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
     """Sum over rows [r0, r1) of the per-row loss (double); writes those rows of dlogits when it is
-    not NULL (dlogits may be logits)."""
+    not NULL (dlogits may be logits). Each exp(x - max) is computed once, kept in e (classes doubles)."""
     cdef Py_ssize_t classes = logits.shape[1], i, j, lab
-    cdef double inv_batch = 1.0 / logits.shape[0], total = 0.0, m, s, log_s, inv_s, t_sum, tj
+    cdef double inv_batch = 1.0 / logits.shape[0], total = 0.0, m, s, log_s, inv_s, t_sum, tj, ej
     cdef floating* row
     cdef floating* out
     cdef floating* t
@@ -30,7 +30,9 @@ cdef double _ce_rows(const floating[:, ::1] logits, Py_ssize_t* labels, floating
                 m = row[j]
         s = 0.0
         for j in range(classes):
-            s += exp(row[j] - m)
+            ej = exp(row[j] - m)
+            e[j] = ej
+            s += ej
         log_s = log(s)
         inv_s = 1.0 / s
         if labels != NULL:
@@ -39,7 +41,7 @@ cdef double _ce_rows(const floating[:, ::1] logits, Py_ssize_t* labels, floating
             if dlogits != NULL:
                 out = dlogits + i * classes
                 for j in range(classes):
-                    out[j] = <floating>(exp(row[j] - m) * inv_s * inv_batch)
+                    out[j] = <floating>(e[j] * inv_s * inv_batch)
                 out[lab] = <floating>(out[lab] - inv_batch)
         else:
             t = targets + i * classes
@@ -51,7 +53,7 @@ cdef double _ce_rows(const floating[:, ::1] logits, Py_ssize_t* labels, floating
             if dlogits != NULL:
                 out = dlogits + i * classes
                 for j in range(classes):
-                    out[j] = <floating>((exp(row[j] - m) * inv_s * t_sum - t[j]) * inv_batch)
+                    out[j] = <floating>((e[j] * inv_s * t_sum - t[j]) * inv_batch)
     return total
 
 
@@ -61,16 +63,17 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const Py_ssize_t[::1] l
     gradient into dlogits (when not None); returns the loss."""
     cdef Py_ssize_t batch = logits.shape[0], n_chunks = (batch + CE_ROWS - 1) // CE_ROWS, c
     cdef double[::1] partial = np.zeros(n_chunks, np.float64)
+    cdef double[:, ::1] exps = np.empty((n_chunks, logits.shape[1]), np.float64)
     cdef Py_ssize_t* lp = NULL if labels is None else <Py_ssize_t*>&labels[0]
     cdef floating* tp = NULL if targets is None else <floating*>&targets[0, 0]
     cdef floating* gp = NULL if dlogits is None else &dlogits[0, 0]
     cdef double total = 0.0
     if n_chunks == 1:
         with nogil:
-            partial[0] = _ce_rows(logits, lp, tp, gp, 0, batch)
+            partial[0] = _ce_rows(logits, lp, tp, gp, &exps[0, 0], 0, batch)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
-            partial[c] = _ce_rows(logits, lp, tp, gp, c * CE_ROWS, min(batch, (c + 1) * CE_ROWS))
+            partial[c] = _ce_rows(logits, lp, tp, gp, &exps[c, 0], c * CE_ROWS, min(batch, (c + 1) * CE_ROWS))
     for c in range(n_chunks):
         total += partial[c]
     return total / batch
