@@ -116,3 +116,21 @@ def test_failed_import_makes_a_backend_unavailable_with_the_reason():
         assert "broken" not in fastbp.available_backends()
     finally:
         _backend._REGISTRY.pop("broken")
+
+
+@pytest.mark.parametrize("m", [5, 31, 64, 128, 784, 1000, 4097])
+@pytest.mark.parametrize("rb", [4, 8, 60, 240])
+def test_row_tiles_are_balanced(m, rb):
+    """Tiles of at most rb rows (a multiple of 4), an even number of them, split between two
+    threads (each takes half the tiles, as Numba's and OpenMP's static schedules do) within a few
+    rows of each other: 784 rows at 240 used to be 480 against 304."""
+    from fastbp._tiling import balanced_rows
+
+    rows = balanced_rows(m, rb)
+    tiles = -(-m // rows)
+    assert 0 < rows <= rb and rows % 4 == 0 or rows == m
+    if tiles > 1 and rows < rb:
+        assert tiles % 2 == 0
+        first = min(m, tiles // 2 * rows)
+        assert abs(first - (m - first)) <= 4 * tiles
+    assert balanced_rows(784, 240) == 196 and balanced_rows(784, 60) == 56
