@@ -23,6 +23,23 @@ LARGE_TILE_FLOPS = 2_000_000_000
 MAX_LARGE_TILES = 16
 #: rows per chunk of the bias-gradient reduction (fixed, so db never depends on the thread count)
 DB_ROWS = 64
+#: elementwise kernels (activations, optimizers): at most this many elements per chunk
+CHUNK = 1 << 14
+
+
+@_jitable
+def even_chunk(n):
+    """Elements per chunk of an elementwise kernel over n elements: an even number of equal chunks
+    of at most about CHUNK elements, a multiple of 64 (whole cache lines; on very large arrays the
+    rounding may make the count odd, where one chunk more no longer matters). 101,770 Adam parameters
+    in chunks of 2^14 were 7 chunks, 4 for one thread and 3 for the other (measured: Adam 8-20%
+    faster balanced). Reductions keep fixed CHUNK-sized chunks (their sums must not move)."""
+    chunks = -(-n // CHUNK)
+    if chunks <= 1:
+        return max(n, 1)
+    chunks += chunks % 2
+    size = -(-n // chunks)
+    return size + (-size) % 64
 
 
 @_jitable

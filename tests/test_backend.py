@@ -134,3 +134,20 @@ def test_row_tiles_are_balanced(m, rb):
         first = min(m, tiles // 2 * rows)
         assert abs(first - (m - first)) <= 4 * tiles
     assert balanced_rows(784, 240) == 196 and balanced_rows(784, 60) == 56
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 16384, 16385, 101770, 1_000_000, 10_000_001])
+def test_elementwise_chunks_are_even_and_equal(n):
+    """Elementwise passes: one chunk up to CHUNK elements, else equal chunks of whole cache lines
+    (64 elements), none longer than CHUNK + 63, an even number of them while the count is small
+    enough for one chunk more or less to matter (two threads each take half)."""
+    from fastbp._tiling import CHUNK, even_chunk
+
+    size = even_chunk(n)
+    chunks = -(-n // size)
+    if n <= CHUNK:
+        assert chunks <= 1 and size == max(n, 1)
+    else:
+        assert size % 64 == 0 and size <= CHUNK + 63 and (chunks % 2 == 0 or chunks > 64)
+        assert n - (chunks - 1) * size > size - 64 * chunks
+    assert even_chunk(101770) == 12736  # 8 chunks, 4 per thread (it was 7 of 16384)

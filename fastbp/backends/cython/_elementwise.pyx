@@ -15,7 +15,19 @@ cdef Py_ssize_t CHUNK = 1 << 14
 
 
 cdef inline Py_ssize_t _chunks(Py_ssize_t n) noexcept nogil:
+    """Fixed CHUNK-sized chunks: the reductions (their sums must not move)."""
     return (n + CHUNK - 1) // CHUNK
+
+
+cdef inline Py_ssize_t _even_chunk(Py_ssize_t n) noexcept nogil:
+    """Elements per chunk of an elementwise pass: fastbp._tiling.even_chunk (an even number of
+    equal chunks of about CHUNK elements at most, a multiple of 64)."""
+    cdef Py_ssize_t chunks = _chunks(n), size
+    if chunks <= 1:
+        return max(n, 1)
+    chunks += chunks % 2
+    size = (n + chunks - 1) // chunks
+    return size + (64 - size % 64) % 64
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:
@@ -50,21 +62,23 @@ cdef void _backward_chunk(floating* dy, floating* s, int code, double alpha, flo
 
 def activation_forward(const floating[::1] z, int code, double alpha, floating[::1] y, int num_threads):
     """y = act(z) elementwise (y may be z)."""
-    cdef Py_ssize_t n = z.shape[0], c
+    cdef Py_ssize_t size, n = z.shape[0], c
     if n == 0:
         return
-    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
-        _forward_chunk(<floating*>&z[0], code, alpha, &y[0], c * CHUNK, min(n, (c + 1) * CHUNK))
+    size = _even_chunk(n)
+    for c in prange((n + size - 1) // size, nogil=True, num_threads=num_threads, schedule="static"):
+        _forward_chunk(<floating*>&z[0], code, alpha, &y[0], c * size, min(n, (c + 1) * size))
 
 
 def activation_backward(const floating[::1] dy, const floating[::1] saved, int code, double alpha, floating[::1] dz,
                         int num_threads):
     """dz = dy * act'(saved) elementwise (dz may be dy)."""
-    cdef Py_ssize_t n = dy.shape[0], c
+    cdef Py_ssize_t size, n = dy.shape[0], c
     if n == 0:
         return
-    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
-        _backward_chunk(<floating*>&dy[0], <floating*>&saved[0], code, alpha, &dz[0], c * CHUNK, min(n, (c + 1) * CHUNK))
+    size = _even_chunk(n)
+    for c in prange((n + size - 1) // size, nogil=True, num_threads=num_threads, schedule="static"):
+        _backward_chunk(<floating*>&dy[0], <floating*>&saved[0], code, alpha, &dz[0], c * size, min(n, (c + 1) * size))
 
 
 def rowwise_activation(const floating[:, ::1] z, const floating[:, ::1] saved, int code, floating[:, ::1] out, bint forward,
@@ -103,12 +117,13 @@ cdef void _sgd_chunk(floating* p, floating* g, floating* v, bint has_velocity, f
 def sgd_update(floating[::1] p, const floating[::1] g, floating[::1] v, bint has_velocity, double lr, double momentum,
                bint nesterov, double weight_decay, int num_threads):
     """g' = g + wd p;  v = mu v + g';  p -= lr (g' + mu v) (Nesterov) or lr v;  p -= lr g' without v."""
-    cdef Py_ssize_t n = p.shape[0], c
+    cdef Py_ssize_t size, n = p.shape[0], c
     if n == 0:
         return
-    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
+    size = _even_chunk(n)
+    for c in prange((n + size - 1) // size, nogil=True, num_threads=num_threads, schedule="static"):
         _sgd_chunk(&p[0], <floating*>&g[0], &v[0], has_velocity, <floating>lr, <floating>momentum, <floating>weight_decay,
-                   nesterov, c * CHUNK, min(n, (c + 1) * CHUNK))
+                   nesterov, c * size, min(n, (c + 1) * size))
 
 
 cdef void _adam_chunk(floating* p, floating* g, floating* m, floating* v, floating* vmax, bint amsgrad,
@@ -151,12 +166,13 @@ def adam_update(floating[::1] p, const floating[::1] g, floating[::1] m, floatin
     cdef floating eps_ = eps
     cdef floating wd_l2 = 0.0 if decoupled else weight_decay
     cdef floating shrink = 1.0 - lr * weight_decay if decoupled else 1.0
-    cdef Py_ssize_t n = p.shape[0], c
+    cdef Py_ssize_t size, n = p.shape[0], c
     if n == 0:
         return
-    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
+    size = _even_chunk(n)
+    for c in prange((n + size - 1) // size, nogil=True, num_threads=num_threads, schedule="static"):
         _adam_chunk(&p[0], <floating*>&g[0], &m[0], &v[0], &vmax[0], amsgrad, b1, b2, c1, c2, step_size, inv_sqrt_bc2, eps_,
-                    wd_l2, shrink, c * CHUNK, min(n, (c + 1) * CHUNK))
+                    wd_l2, shrink, c * size, min(n, (c + 1) * size))
 
 
 cdef void _rmsprop_chunk(floating* p, floating* g, floating* s, floating* a, floating* buf, bint centered,
@@ -187,13 +203,14 @@ def rmsprop_update(floating[::1] p, const floating[::1] g, floating[::1] s, floa
                    double momentum, int num_threads):
     """s = rho s + (1 - rho) g'^2 (centered: a = rho a + (1 - rho) g', minus a^2);
     p -= lr g' / (sqrt(s) + eps), or through the momentum buffer."""
-    cdef Py_ssize_t n = p.shape[0], c
+    cdef Py_ssize_t size, n = p.shape[0], c
     if n == 0:
         return
-    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
+    size = _even_chunk(n)
+    for c in prange((n + size - 1) // size, nogil=True, num_threads=num_threads, schedule="static"):
         _rmsprop_chunk(&p[0], <floating*>&g[0], &s[0], &a[0], &buf[0], centered, use_buf, <floating>lr, <floating>rho,
                        <floating>(1.0 - rho), <floating>eps, <floating>weight_decay, <floating>momentum,
-                       c * CHUNK, min(n, (c + 1) * CHUNK))
+                       c * size, min(n, (c + 1) * size))
 
 
 def sum_of_squares(floating[::1] a, int num_threads):
@@ -233,17 +250,19 @@ def max_abs(floating[::1] a, int num_threads):
 def scale_(floating[::1] a, double factor, int num_threads):
     """a *= factor, in place."""
     cdef floating f = factor
-    cdef Py_ssize_t n = a.shape[0], c, i
-    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+    cdef Py_ssize_t size, n = a.shape[0], c, i
+    size = _even_chunk(n)
+    for c in prange((n + size - 1) // size, nogil=True, num_threads=num_threads, schedule="static"):
+        for i in range(c * size, min(n, (c + 1) * size)):
             a[i] = a[i] * f
 
 
 def clip_value_(floating[::1] a, double clip, int num_threads):
     """a = clamp(a, -clip, clip), in place (NaN stays NaN)."""
     cdef floating hi = clip, lo = -clip, x
-    cdef Py_ssize_t n = a.shape[0], c, i
-    for c in prange(_chunks(n), nogil=True, num_threads=num_threads, schedule="static"):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+    cdef Py_ssize_t size, n = a.shape[0], c, i
+    size = _even_chunk(n)
+    for c in prange((n + size - 1) // size, nogil=True, num_threads=num_threads, schedule="static"):
+        for i in range(c * size, min(n, (c + 1) * size)):
             x = a[i]
             a[i] = hi if x > hi else (lo if x < lo else x)

@@ -2,10 +2,8 @@
 log_softmax along the rows. (Reshape arrays of other ranks to 2-D for elementwise activations.)"""
 from numba import njit, prange
 
+from ..._tiling import even_chunk
 from ._act import LINEAR, RELU, SOFTMAX, derivative, forward, rowwise_derivative, rowwise_forward
-
-#: elements per chunk of an elementwise pass
-CHUNK = 1 << 14
 
 
 @njit(cache=True, inline="always")
@@ -51,8 +49,9 @@ def activation_forward(z, code, alpha, y):
     zf = z.reshape(-1)
     yf = y.reshape(-1)
     n = zf.size
-    for c in prange(-(-n // CHUNK)):
-        _forward_chunk(zf, code, alpha, yf, c * CHUNK, min(n, (c + 1) * CHUNK))
+    size = even_chunk(n)
+    for c in prange(-(-n // size)):
+        _forward_chunk(zf, code, alpha, yf, c * size, min(n, (c + 1) * size))
 
 
 @njit(cache=True, parallel=True)
@@ -66,8 +65,9 @@ def activation_backward(dy, saved, code, alpha, dz):
     dzf = dz.reshape(-1)
     sf = saved.reshape(-1)
     n = dyf.size
-    for c in prange(-(-n // CHUNK)):
-        _backward_chunk(dyf, sf, code, alpha, dzf, c * CHUNK, min(n, (c + 1) * CHUNK))
+    size = even_chunk(n)
+    for c in prange(-(-n // size)):
+        _backward_chunk(dyf, sf, code, alpha, dzf, c * size, min(n, (c + 1) * size))
 
 
 @njit(cache=True)
