@@ -73,12 +73,16 @@ def float_array(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
 
 def common_dtype(fn: str, **arrays) -> np.dtype:
     """Require every given (non-None) array to share one dtype; return it."""
-    given = {k: v for k, v in arrays.items() if v is not None}
-    dtypes = {v.dtype for v in given.values()}
-    if len(dtypes) > 1:  # (the set holds one entry per distinct dtype)
-        listing = ", ".join(f"{k}: {v.dtype}" for k, v in given.items())
-        raise TypeError(f"{fn}: all float arrays of one call must share a dtype; got {listing}")
-    return dtypes.pop()
+    dtype = None
+    for a in arrays.values():
+        if a is None:
+            continue
+        if dtype is None:
+            dtype = a.dtype
+        elif a.dtype != dtype:
+            listing = ", ".join(f"{k}: {v.dtype}" for k, v in arrays.items() if v is not None)
+            raise TypeError(f"{fn}: all float arrays of one call must share a dtype; got {listing}")
+    return dtype
 
 
 def shape(fn: str, name: str, a, expected: tuple, why: str = "") -> None:
@@ -86,10 +90,14 @@ def shape(fn: str, name: str, a, expected: tuple, why: str = "") -> None:
     got = a.shape
     if got == expected:
         return
-    ok = len(got) == len(expected) and all(e is None or e == s for e, s in zip(expected, got))
-    if not ok:
-        why = f" {why}" if why else ""
-        raise ValueError(f"{fn}: {name} must have shape {_shape_str(expected)}{why}; got {a.shape}")
+    if len(got) == len(expected):
+        for e, s in zip(expected, got):
+            if e is not None and e != s:
+                break
+        else:
+            return
+    why = f" {why}" if why else ""
+    raise ValueError(f"{fn}: {name} must have shape {_shape_str(expected)}{why}; got {a.shape}")
 
 
 def nonempty_features(fn: str, name: str, size: int, axis_name: str) -> None:
@@ -117,13 +125,20 @@ def writable(fn: str, name: str, a, shape_: tuple, dtype, inputs: dict, may_alia
     if a.dtype != dtype:
         raise TypeError(f"{fn}: {name} must have dtype {np.dtype(dtype)}; got {a.dtype}")
     shape(fn, name, a, tuple(shape_))
-    if not _device.is_c_contiguous(a):
+    host = type(a) is np.ndarray
+    flags = a.flags if host else None
+    if not (flags.c_contiguous if host else _device.is_c_contiguous(a)):
         raise ValueError(f"{fn}: {name} must be C-contiguous (it is written in place); got a non-contiguous view "
                          f"with strides {a.strides}")
-    if not _device.is_writeable(a):
+    if not (flags.writeable if host else _device.is_writeable(a)):
         raise ValueError(f"{fn}: {name} must be writeable; got a read-only array")
     for other_name, other in inputs.items():
-        if other is None or not _overlaps(a, other):
+        if other is None:
+            continue
+        if host and type(other) is np.ndarray:
+            if not np.may_share_memory(a, other):
+                continue
+        elif not _overlaps(a, other):
             continue
         if other_name in may_alias and _same_memory(a, other):
             continue
