@@ -62,6 +62,9 @@ def float_type(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
 def float_array(fn: str, name: str, a, ndim: int | None = None) -> np.ndarray:
     """Require a float32/float64 input array (of ``ndim`` dimensions); return it C-contiguous
     (a copy when it was a strided, Fortran-ordered or negative-stride view)."""
+    if (type(a) is np.ndarray and a.dtype.type in _FLOAT_TYPES and (ndim is None or a.ndim == ndim)
+            and a.flags.c_contiguous):
+        return a  # the common case, in one test
     a = float_type(fn, name, a, ndim)
     if isinstance(a, np.ndarray):
         return a if a.flags.c_contiguous else np.ascontiguousarray(a)
