@@ -1,7 +1,7 @@
 """One training epoch of the classic MNIST MLP (784-128 relu-10 softmax, Adam, sparse CE):
 fastbp.nn against PyTorch CPU eager (the standard nn.Sequential + Adam loop), in one process.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_training.py [--rounds 3]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_training.py [--rounds 7]
 
 Real MNIST (FASTBP_DATA or ../shared/data), float32, 2 threads each, epochs alternated between
 the contenders; medians. Each contender runs in its own worker process, started once and kept
@@ -69,7 +69,7 @@ def worker(name, data, batch):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--data", default=None)
     parser.add_argument("--worker", nargs=2, metavar=("NAME", "BATCH"), help=argparse.SUPPRESS)
