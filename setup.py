@@ -75,8 +75,12 @@ class BuildExt(build_ext):
         cflags, ldflags = _openmp_flags(ctype, sys.platform)
         use_omp = os.environ.get("FASTBP_NO_OPENMP", "") in ("", "0") and self._has_openmp(cflags, ldflags)
         print(f"fastbp: building the Cython extensions {'with' if use_omp else 'without'} OpenMP")
-        # -fno-math-errno: sqrt/sqrtf need not set errno, so loops that take square roots vectorize
-        opt = ["/O2"] if ctype == "msvc" else ["-O3", "-fno-math-errno"]
+        # -fno-math-errno: sqrt/sqrtf need not set errno, so loops that take square roots vectorize;
+        # -fno-trapping-math: no FP traps are enabled, so GCC may compute both sides of a
+        # conditional (Cython writes `a if c else b` as if/else): the relu epilogue and its
+        # derivative vectorize (42 -> 50 vectorized loops in _linear; relu on a 1024x1024 output
+        # 3.3 -> ~1 ms). Values are unchanged: neither flag permits reassociation or contraction.
+        opt = ["/O2"] if ctype == "msvc" else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
         simd = _SIMD_FLAGS.get(ctype, ["-mavx2", "-mfma"])
         if any(e.name.endswith(SIMD_SUFFIX) for e in self.extensions) and not self._accepts(simd):
             print("fastbp: the compiler does not take AVX2 flags; building the baseline kernels only")
