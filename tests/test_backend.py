@@ -151,3 +151,34 @@ def test_elementwise_chunks_are_even_and_equal(n):
         assert size % 64 == 0 and size <= CHUNK + 63 and (chunks % 2 == 0 or chunks > 64)
         assert n - (chunks - 1) * size > size - 64 * chunks
     assert even_chunk(101770) == 12736  # 8 chunks, 4 per thread (it was 7 of 16384)
+
+
+@pytest.mark.parametrize("backend", [b for b in ("numba", "cython") if b in fastbp.available_backends()])
+def test_two_large_tiles_halve_the_wider_operand(backend):
+    """A product too big for small tiles and small enough for two large ones is cut in two column
+    halves when the output is at least as wide as it is tall (each BLAS call then packs half of
+    w), in row halves otherwise; either way the result is the float64 product's to float32
+    accuracy, and the same bits for 1 and 2 threads."""
+    from helpers import assert_close
+
+    from fastbp._tiling import tile_shape
+
+    assert tile_shape(1024, 1024, 1024, False) == (1024, 512)
+    assert tile_shape(200, 600, 500, False) == (200, 300)
+    assert tile_shape(600, 200, 500, False) == (300, 200)
+    assert tile_shape(200, 600, 500, True) == (100, 600)  # softmax keeps whole rows
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((200, 500), dtype=np.float32)
+    w = rng.standard_normal((500, 600), dtype=np.float32) / np.float32(np.sqrt(500))
+    b = rng.standard_normal(600, dtype=np.float32)
+    ref = np.tanh(x.astype(np.float64) @ w.astype(np.float64) + b)
+    before = fastbp.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            fastbp.set_num_threads(threads)
+            results.append(K.linear_forward(x, w, b, "tanh", backend=backend))
+    finally:
+        fastbp.set_num_threads(before)
+    assert_close(results[1], ref, np.float32)
+    assert results[0].tobytes() == results[1].tobytes()
