@@ -18,12 +18,18 @@ from dataclasses import dataclass, replace
 @dataclass(frozen=True)
 class GemmTiles:
     """A block computes a (bm, bn) tile of the product, stepping bk along the inner dimension;
-    each of its (bm/tm) x (bn/tn) threads holds a (tm, tn) block of the tile in registers."""
+    each of its (bm/tm) x (bn/tn) threads holds a (tm, tn) block of the tile in registers.
+
+    ``pipelined`` picks the second kernel of :mod:`.gemm`: each thread's block is contiguous (so
+    its shared-memory reads are 16-byte vector loads), the inner step is unrolled, and the next
+    step's tiles are read from global memory into registers while the current one is multiplied.
+    Same summation order, so the same bits, as the plain kernel with the same bm, bn, bk."""
     bm: int
     bn: int
     bk: int
     tm: int
     tn: int
+    pipelined: bool = False
 
     def __post_init__(self):
         if self.bm % self.tm or self.bn % self.tn:
@@ -32,6 +38,9 @@ class GemmTiles:
         if (self.bm * self.bk) % threads or (self.bk * self.bn) % threads:
             raise ValueError(f"{threads} threads must load the {self.bm}x{self.bk} and {self.bk}x{self.bn} "
                              "tiles in whole rounds")
+        if self.pipelined and (self.tm % 4 or self.tn % 4):
+            raise ValueError(f"a pipelined tile needs thread blocks of multiples of 4 (16-byte loads); got "
+                             f"{self.tm}x{self.tn}")
 
     @property
     def threads(self) -> tuple[int, int]:

@@ -22,7 +22,7 @@ import functools
 import numpy as np
 from numba import cuda
 
-from . import _act
+from . import _act, _jit
 from .config import GemmTiles
 
 
@@ -101,6 +101,72 @@ def _source(tm: int, tn: int) -> str:
     return _TEMPLATE.format(zero=zero, fragments=fragments, products=products, epilogue="\n".join(epilogue))
 
 
+def _source_pipelined(tiles: GemmTiles, trans_a: bool, trans_b: bool, a_cols: int, nthreads: int) -> str:
+    """The pipelined kernel (``GemmTiles.pipelined``), written out for one geometry.
+
+    Thread (tx, ty) owns rows ty * tm + i and columns tx * tn + j of the tile (contiguous, so the
+    fragments are read from shared memory with 16-byte loads: both tiles are 16-byte aligned and
+    every offset is a multiple of 4 elements), the bk inner steps are unrolled with unsigned
+    shared offsets (no negative-index wraparound code), and while a step multiplies the staged
+    tiles, the next step's elements are already on their way from global memory into registers.
+    Each output still sums its k products in ascending order, as :data:`_TEMPLATE` does.
+    """
+    bm, bn, bk, tm, tn = tiles.bm, tiles.bn, tiles.bk, tiles.tm, tiles.tn
+    a_rounds, b_rounds = bm * bk // nthreads, bk * bn // nthreads
+    i1, i2, i3 = " " * 4, " " * 8, " " * 12
+    align = "" if _jit.SIMULATOR else ", alignment=16"  # (the simulator refuses alignment)
+    lines = ["def gemm(a, b, bias, preact, out, m, n, k, alpha, has_bias, has_preact):",
+             f"{i1}a_tile = cuda.shared.array({bk * a_cols}, dt{align})",
+             f"{i1}b_tile = cuda.shared.array({bk * bn}, dt{align})",
+             f"{i1}tx = cuda.threadIdx.x",
+             f"{i1}ty = cuda.threadIdx.y",
+             f"{i1}tid = ty * {bn // tn} + tx",
+             f"{i1}row0 = cuda.blockIdx.y * {bm}",
+             f"{i1}col0 = cuda.blockIdx.x * {bn}",
+             f"{i1}abase = np.uint32(ty * {tm})",
+             f"{i1}bbase = np.uint32(tx * {tn})"]
+    # where each staged element comes from and goes to: fixed per thread for the whole loop
+    for r in range(a_rounds):
+        idx = f"(tid + {r * nthreads})"
+        ii, kk = (f"{idx} % {bm}", f"{idx} // {bm}") if trans_a else (f"{idx} // {bk}", f"{idx} % {bk}")
+        lines += [f"{i1}ai{r} = row0 + {ii}", f"{i1}ak{r} = {kk}", f"{i1}as{r} = np.uint32(ak{r} * {a_cols} + {ii})"]
+    for r in range(b_rounds):
+        idx = f"(tid + {r * nthreads})"
+        jj, kk = (f"{idx} // {bk}", f"{idx} % {bk}") if trans_b else (f"{idx} % {bn}", f"{idx} // {bn}")
+        lines += [f"{i1}bj{r} = col0 + {jj}", f"{i1}bk{r} = {kk}", f"{i1}bs{r} = np.uint32(bk{r} * {bn} + {jj})"]
+
+    def load(ind, k0):
+        out = []
+        for r in range(a_rounds):
+            ga = f"a[gk, ai{r}]" if trans_a else f"a[ai{r}, gk]"
+            out += [f"{ind}gk = {k0} + ak{r}", f"{ind}va{r} = {ga} if ai{r} < m and gk < k else dt(0)"]
+        for r in range(b_rounds):
+            gb = f"b[bj{r}, gk]" if trans_b else f"b[gk, bj{r}]"
+            out += [f"{ind}gk = {k0} + bk{r}", f"{ind}vb{r} = {gb} if bj{r} < n and gk < k else dt(0)"]
+        return out
+
+    def store(ind):
+        return ([f"{ind}a_tile[as{r}] = va{r}" for r in range(a_rounds)]
+                + [f"{ind}b_tile[bs{r}] = vb{r}" for r in range(b_rounds)])
+
+    lines += [f"{i1}c{i}_{j} = dt(0)" for i in range(tm) for j in range(tn)]
+    lines += load(i1, "0") + store(i1) + [f"{i1}cuda.syncthreads()"]
+    lines += [f"{i1}for k0 in range(0, k, {bk}):", f"{i2}more = k0 + {bk} < k", f"{i2}if more:"]
+    lines += load(i3, f"k0 + {bk}")
+    for kk in range(bk):
+        lines += [f"{i2}a{i} = a_tile[abase + np.uint32({kk * a_cols + i})]" for i in range(tm)]
+        lines += [f"{i2}b{j} = b_tile[bbase + np.uint32({kk * bn + j})]" for j in range(tn)]
+        lines += [f"{i2}c{i}_{j} += a{i} * b{j}" for i in range(tm) for j in range(tn)]
+    lines += [f"{i2}cuda.syncthreads()", f"{i2}if more:"] + store(i3) + [f"{i2}cuda.syncthreads()"]
+    for i in range(tm):
+        lines += [f"{i1}gi = row0 + ty * {tm} + {i}", f"{i1}if gi < m:"]
+        for j in range(tn):
+            lines += [f"{i2}gj = col0 + tx * {tn} + {j}", f"{i2}if gj < n:", f"{i3}v = c{i}_{j}",
+                      f"{i3}if has_bias:", f"{i3}    v += bias[gj]", f"{i3}if has_preact:",
+                      f"{i3}    preact[gi, gj] = v", f"{i3}out[gi, gj] = act(v, CODE, alpha)"]
+    return "\n".join(lines) + "\n"
+
+
 @functools.lru_cache(maxsize=None)
 def kernel(dtype: np.dtype, tiles: GemmTiles, trans_a: bool, trans_b: bool, code: int):
     """The compiled kernel for one dtype, tile geometry, pair of transposes and activation code
@@ -121,8 +187,12 @@ def kernel(dtype: np.dtype, tiles: GemmTiles, trans_a: bool, trans_b: bool, code
         # padded rows keep a's transposed staging stores off one bank
         A_COLS=tiles.bm + (4 if dt is np.float32 else 2),
     )
-    namespace = dict(constants)
-    exec(compile(_source(tiles.tm, tiles.tn), f"<fastbp gemm {tiles.tm}x{tiles.tn}>", "exec"), namespace)
+    namespace = dict(constants, np=np)
+    if tiles.pipelined:
+        source = _source_pipelined(tiles, trans_a, trans_b, constants["A_COLS"], nthreads)
+    else:
+        source = _source(tiles.tm, tiles.tn)
+    exec(compile(source, f"<fastbp gemm {tiles}>", "exec"), namespace)
     return cuda.jit(namespace["gemm"])
 
 
