@@ -135,10 +135,13 @@ def writable(fn: str, name: str, a, shape_: tuple, dtype, inputs: dict, may_alia
                          f"with strides {a.strides}")
     if not (flags.writeable if host else _device.is_writeable(a)):
         raise ValueError(f"{fn}: {name} must be writeable; got a read-only array")
+    owns = host and flags.owndata
     for other_name, other in inputs.items():
         if other is None:
             continue
         if host and type(other) is np.ndarray:
+            if owns and other is not a and other.flags.owndata:
+                continue  # two arrays that own their data are two allocations (0.1 us against 0.45)
             if not np.may_share_memory(a, other):
                 continue
         elif not _overlaps(a, other):

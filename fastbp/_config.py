@@ -63,7 +63,12 @@ def _numba_threads() -> str | None:
 
     blas = _threads.single_threaded_blas
     blas._controls()
-    pin = "pinned to 1 thread for good (SciPy's private copy)" if blas.pinned_for_good else "pinned to 1 thread per call"
+    if _threads.BLAS_IS_PRIVATE:
+        pin = _threads.BLAS_SOURCE
+    elif blas.pinned_for_good:
+        pin = f"{_threads.BLAS_SOURCE}, pinned to 1 thread for good (SciPy's private copy)"
+    else:
+        pin = f"{_threads.BLAS_SOURCE}, pinned to 1 thread per call"
     return (f"{_threads.get_num_threads()} threads, threading layer {_threads.threading_layer()}; "
             f"BLAS inside the kernels: {pin}")
 

@@ -133,3 +133,75 @@ def test_caching_works_when_the_package_directory_is_read_only(tmp_path):
     assert not list(pkg_root.rglob("*.nbi"))  # nothing written next to the sources
     assert list((home / ".cache").rglob("*.nbi"))  # but into the user cache directory
     assert int(outs[1].stdout.split()[-1]) > 0  # and the second process loaded from it
+
+
+_BLAS_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    def blas_pools():
+        return {os.path.realpath(p["filepath"]): p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    before = blas_pools()
+    from fastbp import kernels as K
+    from fastbp.backends.numba_cpu import _blas
+    rng = np.random.default_rng(0)
+    out = {}
+    for dtype in ("float32", "float64"):
+        x = rng.standard_normal((300, 200)).astype(dtype)  # several tiles, BLAS above its small-matrix kernels
+        w = rng.standard_normal((200, 700)).astype(dtype)
+        b = rng.standard_normal(700).astype(dtype)
+        y = K.linear_forward(x, w, b, "relu", backend="numba")
+        _, dw, _ = K.linear_backward(y, x, w, y=y, activation="relu", backend="numba")
+        np.save(os.path.join(sys.argv[1], dtype + "_y.npy"), y)
+        np.save(os.path.join(sys.argv[1], dtype + "_dw.npy"), dw)
+    print(json.dumps({"source": _blas.BLAS_SOURCE, "private": _blas.BLAS_IS_PRIVATE,
+                      "before": before, "after": blas_pools()}))
+""")
+
+
+def _run_blas_script(tmp_path, name, **env):
+    out_dir = tmp_path / name
+    out_dir.mkdir()
+    run = subprocess.run([sys.executable, "-c", _BLAS_SCRIPT, str(out_dir)], env={**os.environ, **env},
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+
+    return json.loads(run.stdout.splitlines()[-1]), out_dir
+
+
+def test_kernels_call_a_one_thread_openblas_of_their_own(tmp_path):
+    """scipy-openblas32 (a dependency) is loaded by fastbp alone and pinned to one thread; the BLAS
+    of NumPy and SciPy keep the threads they had. With FASTBP_BLAS=scipy the kernels call SciPy's
+    BLAS instead. Both give the float64 products to float32 (float64) accuracy."""
+    import scipy_openblas32
+
+    env = {"FASTBP_BLAS": ""}
+    own, own_dir = _run_blas_script(tmp_path, "own", **env)
+    lib = os.path.realpath(os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True)))
+    assert own["private"] and own["source"].startswith("scipy-openblas32")
+    assert own["after"][lib] == 1
+    assert lib not in own["before"]  # loaded by fastbp, for fastbp
+    for path, threads in own["before"].items():
+        assert own["after"][path] == threads, path  # NumPy's and SciPy's BLAS untouched
+
+    scipy_run, scipy_dir = _run_blas_script(tmp_path, "scipy", FASTBP_BLAS="scipy")
+    assert not scipy_run["private"] and scipy_run["source"].startswith("SciPy")
+    assert lib not in scipy_run["after"]  # never loaded
+
+    rng = np.random.default_rng(0)
+    for dtype, rtol in (("float32", 2e-5), ("float64", 1e-12)):
+        x = rng.standard_normal((300, 200)).astype(dtype).astype(np.float64)
+        w = rng.standard_normal((200, 700)).astype(dtype).astype(np.float64)
+        b = rng.standard_normal(700).astype(dtype).astype(np.float64)
+        y_ref = np.maximum(x @ w + b, 0)
+        scale = np.abs(x) @ np.abs(w) + np.abs(b)  # the size of the summed terms, per output
+        for run_dir in (own_dir, scipy_dir):
+            y = np.load(run_dir / f"{dtype}_y.npy")
+            assert y.dtype == dtype
+            assert np.all(np.abs(y - y_ref) <= rtol * scale)
+            dw = np.load(run_dir / f"{dtype}_dw.npy")
+            dw_ref = x.T @ (y.astype(np.float64) * (y > 0))
+            assert np.all(np.abs(dw - dw_ref) <= rtol * (np.abs(x).T @ np.abs(y.astype(np.float64))))
