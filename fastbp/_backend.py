@@ -182,6 +182,6 @@ register_backend("numpy", "fastbp.backends.numpy_ref", auto_rank=2,
 register_backend("numba", "fastbp.backends.numba_cpu.backend", auto_rank=0,
                  description="Numba @njit(parallel=True) CPU kernels")
 register_backend("cython", "fastbp.backends.cython.backend", auto_rank=1,
-                 description="compiled Cython extension (OpenMP, BLAS via scipy)")
+                 description="compiled Cython extension (OpenMP, no Numba needed)")
 register_backend("cuda", "fastbp.backends.cuda.backend", device="cuda", auto_rank=0,
                  description="numba.cuda GPU kernels")

@@ -84,7 +84,7 @@ def _cython_build() -> str:
         from .backends.cython import backend
     except ImportError:
         return built
-    return f"{built}; {backend.SIMD} kernels in use"
+    return f"{built}; {backend.SIMD} kernels in use; BLAS: {backend.BLAS_SOURCE}"
 
 
 def show_config(file=None) -> None:

@@ -152,11 +152,13 @@ _BLAS_SCRIPT = textwrap.dedent("""
         x = rng.standard_normal((300, 200)).astype(dtype)  # several tiles, BLAS above its small-matrix kernels
         w = rng.standard_normal((200, 700)).astype(dtype)
         b = rng.standard_normal(700).astype(dtype)
-        y = K.linear_forward(x, w, b, "relu", backend="numba")
-        _, dw, _ = K.linear_backward(y, x, w, y=y, activation="relu", backend="numba")
-        np.save(os.path.join(sys.argv[1], dtype + "_y.npy"), y)
-        np.save(os.path.join(sys.argv[1], dtype + "_dw.npy"), dw)
-    print(json.dumps({"source": _blas.BLAS_SOURCE, "private": _blas.BLAS_IS_PRIVATE,
+        for backend in ("numba", "cython"):
+            y = K.linear_forward(x, w, b, "relu", backend=backend)
+            _, dw, _ = K.linear_backward(y, x, w, y=y, activation="relu", backend=backend)
+            np.save(os.path.join(sys.argv[1], f"{backend}_{dtype}_y.npy"), y)
+            np.save(os.path.join(sys.argv[1], f"{backend}_{dtype}_dw.npy"), dw)
+    from fastbp.backends.cython import backend as cy
+    print(json.dumps({"source": _blas.BLAS_SOURCE, "private": _blas.BLAS_IS_PRIVATE, "cython_source": cy.BLAS_SOURCE,
                       "before": before, "after": blas_pools()}))
 """)
 
@@ -172,16 +174,18 @@ def _run_blas_script(tmp_path, name, **env):
     return json.loads(run.stdout.splitlines()[-1]), out_dir
 
 
+@pytest.mark.skipif("cython" not in fastbp.available_backends(), reason="the cython extension is not built")
 def test_kernels_call_a_one_thread_openblas_of_their_own(tmp_path):
-    """scipy-openblas32 (a dependency) is loaded by fastbp alone and pinned to one thread; the BLAS
-    of NumPy and SciPy keep the threads they had. With FASTBP_BLAS=scipy the kernels call SciPy's
-    BLAS instead. Both give the float64 products to float32 (float64) accuracy."""
+    """scipy-openblas32 (a dependency) is loaded by fastbp alone, for the numba and the cython
+    kernels, and pinned to one thread; the BLAS of NumPy and SciPy keep the threads they had. With
+    FASTBP_BLAS=scipy both call SciPy's BLAS instead. All give the float64 products to float32
+    (float64) accuracy."""
     import scipy_openblas32
 
     env = {"FASTBP_BLAS": ""}
     own, own_dir = _run_blas_script(tmp_path, "own", **env)
     lib = os.path.realpath(os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True)))
-    assert own["private"] and own["source"].startswith("scipy-openblas32")
+    assert own["private"] and own["source"].startswith("scipy-openblas32") and own["cython_source"] == own["source"]
     assert own["after"][lib] == 1
     assert lib not in own["before"]  # loaded by fastbp, for fastbp
     for path, threads in own["before"].items():
@@ -189,6 +193,7 @@ def test_kernels_call_a_one_thread_openblas_of_their_own(tmp_path):
 
     scipy_run, scipy_dir = _run_blas_script(tmp_path, "scipy", FASTBP_BLAS="scipy")
     assert not scipy_run["private"] and scipy_run["source"].startswith("SciPy")
+    assert scipy_run["cython_source"].startswith("SciPy")
     assert lib not in scipy_run["after"]  # never loaded
 
     rng = np.random.default_rng(0)
@@ -198,10 +203,10 @@ def test_kernels_call_a_one_thread_openblas_of_their_own(tmp_path):
         b = rng.standard_normal(700).astype(dtype).astype(np.float64)
         y_ref = np.maximum(x @ w + b, 0)
         scale = np.abs(x) @ np.abs(w) + np.abs(b)  # the size of the summed terms, per output
-        for run_dir in (own_dir, scipy_dir):
-            y = np.load(run_dir / f"{dtype}_y.npy")
+        for run_dir, backend in [(d, be) for d in (own_dir, scipy_dir) for be in ("numba", "cython")]:
+            y = np.load(run_dir / f"{backend}_{dtype}_y.npy")
             assert y.dtype == dtype
             assert np.all(np.abs(y - y_ref) <= rtol * scale)
-            dw = np.load(run_dir / f"{dtype}_dw.npy")
+            dw = np.load(run_dir / f"{backend}_{dtype}_dw.npy")
             dw_ref = x.T @ (y.astype(np.float64) * (y > 0))
             assert np.all(np.abs(dw - dw_ref) <= rtol * (np.abs(x).T @ np.abs(y.astype(np.float64))))

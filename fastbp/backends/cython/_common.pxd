@@ -1,11 +1,10 @@
 # cython: language_level=3
 """Inline helpers every Cython kernel shares: activation formulas (the same, line for line, as
-``numba_cpu/_act.py`` and ``cuda/_act.py``), the row-major BLAS product, the thread count.
+``numba_cpu/_act.py`` and ``cuda/_act.py``), the thread count.
 
 Transcendental functions are evaluated in double and rounded once when stored.
 """
 from libc.math cimport erf, exp, fabs, log, log1p, sqrt, tanh
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 ctypedef fused floating:
     float
@@ -94,23 +93,6 @@ cdef inline double act_derivative(double dy, double s, int code, double alpha) n
         return dy * sg * (1.0 + s * (1.0 - sg))
     # SOFTPLUS: f' = sigmoid(z)
     return dy * sigmoid64(s)
-
-
-cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating* a, int lda,
-                      floating* b, int ldb, floating* c, int ldc) noexcept nogil:
-    """c (m x n, row-major, leading dimension ldc) = op(a) @ op(b), all row-major: a is (m, k), or
-    (k, m) with trans_a; b is (k, n), or (n, k) with trans_b. BLAS is column-major, so it computes
-    c.T = op(b).T @ op(a).T from the same memory."""
-    cdef char ta = b'T' if trans_b else b'N'
-    cdef char tb = b'T' if trans_a else b'N'
-    cdef floating one = 1.0
-    cdef floating zero = 0.0
-    if m == 0 or n == 0:
-        return
-    if floating is float:
-        sgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &zero, c, &ldc)
-    else:
-        dgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &zero, c, &ldc)
 
 
 cdef inline void rowwise_forward(floating* z, floating* y, int n, int code) noexcept nogil:

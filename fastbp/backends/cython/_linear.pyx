@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Dense layer kernels: the product by BLAS on tiles (``scipy.linalg.cython_blas``), bias +
+"""Dense layer kernels: the product by BLAS on tiles (fastbp's own OpenBLAS, see ``use_blas``), bias +
 activation (+ derivative, + bias gradient) fused around it, all tiles in one OpenMP ``prange``.
 
 The same algorithm as ``numba_cpu/linear.py``: tile shapes come from :mod:`fastbp._tiling` (the
@@ -11,10 +11,47 @@ import numpy as np
 
 from cython.parallel cimport prange
 
-from ._common cimport (LINEAR, RELU, SOFTMAX, act_derivative, act_forward, floating, gemm,
-                       rowwise_derivative, rowwise_forward)
+from scipy.linalg.cython_blas cimport dgemm as scipy_dgemm
+from scipy.linalg.cython_blas cimport sgemm as scipy_sgemm
+
+from ._common cimport (LINEAR, RELU, SOFTMAX, act_derivative, act_forward, floating, rowwise_derivative,
+                       rowwise_forward)
 
 cdef int DB_ROWS = 64  # rows per bias-gradient chunk (fastbp._tiling.DB_ROWS)
+
+# the Fortran ?gemm the kernels call: SciPy's until use_blas() points them at another BLAS
+ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*, float*, float*,
+                         int*) noexcept nogil
+ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*, double*, double*,
+                         int*) noexcept nogil
+cdef sgemm_t _sgemm = scipy_sgemm
+cdef dgemm_t _dgemm = scipy_dgemm
+
+
+def use_blas(size_t sgemm_address, size_t dgemm_address):
+    """Call the Fortran sgemm/dgemm at these addresses (32-bit integers; fastbp._openblas) from now on."""
+    global _sgemm, _dgemm
+    if sgemm_address == 0 or dgemm_address == 0:
+        raise ValueError("use_blas: null function address")
+    _sgemm = <sgemm_t>sgemm_address
+    _dgemm = <dgemm_t>dgemm_address
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating* a, int lda,
+                      floating* b, int ldb, floating* c, int ldc) noexcept nogil:
+    """c (m x n, row-major, leading dimension ldc) = op(a) @ op(b), all row-major: a is (m, k), or
+    (k, m) with trans_a; b is (k, n), or (n, k) with trans_b. BLAS is column-major, so it computes
+    c.T = op(b).T @ op(a).T from the same memory."""
+    cdef char ta = b'T' if trans_b else b'N'
+    cdef char tb = b'T' if trans_a else b'N'
+    cdef floating one = 1.0
+    cdef floating zero = 0.0
+    if m == 0 or n == 0:
+        return
+    if floating is float:
+        _sgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &zero, c, &ldc)
+    else:
+        _dgemm(&ta, &tb, &n, &m, &k, &one, b, &ldb, a, &lda, &zero, c, &ldc)
 
 
 cdef void _forward_tile(const floating[:, ::1] x, const floating[:, ::1] w, floating* b, int code, double alpha,

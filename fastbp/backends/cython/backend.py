@@ -1,10 +1,11 @@
 """The cython backend: the kernel protocol of :mod:`fastbp.backends` over the compiled extension.
 
-Needs no Numba: only NumPy, SciPy (its ``cython_blas`` for the products) and the compiled
-modules ``_linear``, ``_elementwise`` and ``_losses``. Tile plans come from :mod:`fastbp._tiling`
-(shape only, shared with the numba backend), so results are bitwise identical for any thread
-count; the BLAS runs single-threaded inside the kernels (:mod:`fastbp._blas_threads`), and the
-kernels' own OpenMP loops use :func:`get_num_threads` threads.
+Needs no Numba: only NumPy, SciPy and the compiled modules ``_linear``, ``_elementwise`` and
+``_losses``. The products call fastbp's own one-thread OpenBLAS (:mod:`fastbp._openblas`, shared
+with the numba backend), else SciPy's ``cython_blas`` pinned to one thread
+(:mod:`fastbp._blas_threads`). Tile plans come from :mod:`fastbp._tiling` (shape only, shared
+with the numba backend), so results are bitwise identical for any thread count, and the kernels'
+own OpenMP loops use :func:`get_num_threads` threads.
 """
 from __future__ import annotations
 
@@ -45,7 +46,15 @@ except ImportError as exc:  # an sdist checkout without a build, or a failed bui
 SIMD = "avx2" if _ew.__name__.endswith("_avx2") else "baseline"
 
 from ... import _tiling
-from ..._blas_threads import single_threaded_blas as _one_blas_thread
+from ..._openblas import blas_pin as _blas_pin
+from ..._openblas import gemm_addresses as _gemm_addresses
+
+_own = _gemm_addresses()
+if _own is not None:
+    _lin.use_blas(_own[0], _own[1])
+#: where the products run: fastbp's own OpenBLAS (one thread), else SciPy's BLAS
+BLAS_SOURCE = _own[2] if _own is not None else "SciPy cython_blas"
+_one_blas_thread = _blas_pin()
 from ...activations import LINEAR as _LINEAR
 from ...activations import SOFTMAX as _SOFTMAX
 

@@ -9,9 +9,9 @@ can be cached on disk whichever BLAS provides them).
 Which BLAS (``BLAS_SOURCE``):
 
 * ``scipy-openblas32``, the OpenBLAS that SciPy's and NumPy's wheels are built from, as a PyPI
-  package (a dependency): a copy of its own, loaded only here and pinned to one thread for good
-  (the kernels split the work themselves; see :mod:`fastbp._blas_threads`). It is also newer than
-  the copy inside SciPy's wheels: measured here, single-threaded, 0.3.34 against SciPy 1.16's 0.3.30
+  package (a dependency): fastbp's own copy, pinned to one thread (:mod:`fastbp._openblas`,
+  shared with the cython backend). It is also newer than
+  the copy inside SciPy's wheels: measured here, single-threaded, 0.3.34 against the 0.3.30 inside SciPy 1.17's wheels
   on the same data, same bits: 128x128x784 1.11x faster, 16x128x784 1.47x, 1024x512x1024 1.02-1.05x,
   the small-kernel tiles (8x128x784, 56x128x128) the same.
 * SciPy's ``cython_blas`` (the BLAS Numba's own ``np.dot`` calls) where that package is missing,
@@ -21,36 +21,17 @@ Both take 32-bit integer sizes (every tile here is far below 2^31 elements per d
 """
 from __future__ import annotations
 
-import ctypes
-import os
-
 from llvmlite import binding as _llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..._openblas import gemm_addresses
+
 _ll_char = ir.IntType(8)
 _ll_int = ir.IntType(32)
 _SYMBOLS = {"float32": "fastbp_sgemm", "float64": "fastbp_dgemm"}
-
-
-def _openblas32():
-    """(sgemm address, dgemm address, description) of the scipy-openblas32 package's library,
-    pinned to one thread; None when it is not installed or cannot be loaded."""
-    try:
-        import scipy_openblas32 as pkg
-    except ImportError:
-        return None
-    try:
-        lib = ctypes.CDLL(os.path.join(pkg.get_lib_dir(), pkg.get_library(fullname=True)))
-        set_threads = lib.scipy_openblas_set_num_threads
-        set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
-        set_threads(1)
-        addresses = [ctypes.cast(getattr(lib, f"scipy_{p}gemm_"), ctypes.c_void_p).value for p in "sd"]
-    except (OSError, AttributeError, IndexError):  # an unusable install: fall back to SciPy's
-        return None
-    return addresses[0], addresses[1], f"scipy-openblas32 {pkg.__version__} (private, one thread)"
 
 
 def _scipy():
@@ -62,7 +43,7 @@ def _scipy():
 
 
 def _register():
-    found = None if os.environ.get("FASTBP_BLAS", "").lower() == "scipy" else _openblas32()
+    found = gemm_addresses()
     private = found is not None
     sgemm, dgemm, source = found or _scipy()
     _llvm.add_symbol(_SYMBOLS["float32"], sgemm)

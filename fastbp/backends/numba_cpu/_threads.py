@@ -1,7 +1,7 @@
 """Numba's thread pool, and the BLAS the numba kernels call, kept on one thread.
 
 With the ``scipy-openblas32`` package (a dependency) the kernels call a copy of OpenBLAS of their
-own, pinned to one thread when it is loaded (:mod:`._blas`): nothing else to pin, and SciPy's and
+own, pinned to one thread when it is loaded (:mod:`fastbp._openblas`): nothing else to pin, and SciPy's and
 NumPy's BLAS are never touched. Without it they call SciPy's BLAS, pinned as
 :mod:`fastbp._blas_threads` says (shared with the cython backend).
 """
@@ -9,29 +9,12 @@ from __future__ import annotations
 
 import numba
 
-from ..._blas_threads import SingleThreadedBlas
-from ..._blas_threads import single_threaded_blas as _scipy_blas_pin
+from ..._blas_threads import SingleThreadedBlas  # noqa: F401
+from ..._openblas import blas_pin
 from ._blas import BLAS_IS_PRIVATE, BLAS_SOURCE  # noqa: F401
 
-
-class _OwnBlas:
-    """The context manager ``single_threaded_blas`` is when the kernels' BLAS is their own
-    one-thread copy: entering it costs nothing and changes nothing."""
-
-    pinned_for_good = True
-
-    def _controls(self):
-        return []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
 #: ``with single_threaded_blas:`` around calls of the raw kernels keeps their BLAS on one thread
-single_threaded_blas = _OwnBlas() if BLAS_IS_PRIVATE else _scipy_blas_pin
+single_threaded_blas = blas_pin()
 
 
 def set_num_threads(n: int) -> None:
