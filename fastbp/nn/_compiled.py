@@ -4,7 +4,8 @@
 of Dense/Activation layers without returning to Python, calling the same raw kernels, with the
 same serial/parallel choices, as the Python loop does through ``fastbp.kernels``: the weights
 after a step are the same. The model is described by integer tables (see ``Sequential._compiled``),
-every buffer lives in a few flat arrays, allocated once.
+every buffer lives in a few flat arrays, allocated once. (The kernels compiled into these cached
+functions call fastbp's own OpenBLAS: see the note in ``backends/numba_cpu/linear.py``.)
 """
 import math
 

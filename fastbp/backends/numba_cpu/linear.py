@@ -4,7 +4,9 @@ gradient) fused around it, all tiles in one ``prange``.
 Tiling depends only on the shape, never on the thread count, and every tile is one
 single-threaded BLAS call followed by its epilogue on the same thread while the tile is in
 cache: results are bitwise identical for any number of threads (see ``_threads`` for why the BLAS
-runs single-threaded inside).
+runs single-threaded inside). The BLAS is fastbp's own one-thread OpenBLAS (``_blas``); Numba's
+on-disk cache checks only this file's stamp, so a change of binding in ``_blas`` must come with an
+edit here (and in ``fastbp/nn/_compiled.py``) or old cached kernels keep calling the old one.
 """
 import numpy as np
 from numba import njit, prange
