@@ -13,9 +13,11 @@ integer codes from :mod:`fastbp.activations`, and ``None`` for an absent optiona
         return softmax_cross_entropy(y, labels, None, None)
 
 These raw kernels do no validation: shapes, dtypes and contiguity are the caller's promise (the
-public functions in :mod:`fastbp.kernels` check them). Call them with the BLAS single-threaded
-(``with fastbp.backends.numba_cpu.single_threaded_blas:`` around your outermost call) to avoid
-two thread pools fighting; see :mod:`._threads`.
+public functions in :mod:`fastbp.kernels` check them). Their BLAS must run single-threaded
+(two thread pools would fight): fastbp's own OpenBLAS always does, and then
+``with fastbp.backends.numba_cpu.single_threaded_blas:`` costs and does nothing; with SciPy's
+BLAS instead (``FASTBP_BLAS=scipy``) it pins that one. Put it around your outermost call so the
+code runs right either way; see :mod:`._threads`.
 """
 from ._threads import single_threaded_blas
 from .activation import activation_backward, activation_forward
