@@ -9,6 +9,8 @@ warm: in one process, PyTorch's OpenMP pool and Numba's slow each other down (me
 PyTorch epoch 2.0 s alone, 6.7 s beside a Numba pool; or the other way round, depending on which
 pool started first), which would measure the neighbour, not the contender. Also the
 matrix-product floor: the epoch's GEMM flops at the BLAS rate measured here (NumPy, 1024^3).
+fastbp's compiled loop picks 2 or 1 threads chunk by chunk (``FASTBP_ADAPTIVE_THREADS=0`` in the
+environment keeps it on 2); every round's time is printed, since this machine's state shows there.
 """
 from __future__ import annotations
 
@@ -111,6 +113,8 @@ def main(argv=None):
             print(f"{batch:>5} {ours:>9.3f} {theirs:>9.3f} {ratio:>7.2f}x {ours / floor:>7.2f}x")
         else:
             print(f"{batch:>5} {ours:>9.3f} {'-':>9} {'-':>8} {ours / floor:>7.2f}x")
+        for name, ts in times.items():  # the rounds themselves: this machine's state shows in them
+            print(f"{'':>5} {name} rounds: " + " ".join(f"{t:.2f}" for t in ts))
     return 0
 
 

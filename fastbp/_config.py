@@ -10,8 +10,8 @@ from . import _backend
 from ._version import __version__
 
 _PACKAGES = ("numpy", "scipy", "numba", "llvmlite", "numba-cuda", "Cython", "threadpoolctl", "torch")
-_THREAD_VARS = ("FASTBP_BACKEND", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER",
-                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")
+_THREAD_VARS = ("FASTBP_BACKEND", "FASTBP_ADAPTIVE_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
+                "NUMBA_THREADING_LAYER", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")
 
 
 def _version(dist: str) -> str | None:

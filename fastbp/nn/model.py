@@ -7,6 +7,7 @@ training step needs is allocated once per batch size, so a step allocates nothin
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -285,10 +286,12 @@ class Sequential:
 
     def _compiled(self, x, y, batch):
         """A function order -> (sum of losses x rows, correct) running an epoch in compiled code."""
+        import numba
         from numba.typed import List
 
         from ..backends.numba_cpu import single_threaded_blas
         from . import _compiled as C
+        from ._thread_tuner import ThreadTuner, adaptive_threads_enabled
 
         dt = self.dtype
         rows = []
@@ -318,6 +321,8 @@ class Sequential:
         if len(opt._state) != opt._slots():
             opt.build(self.params)
         clip = np.array([opt.clipvalue or 0.0, opt.clipnorm or 0.0, opt.global_clipnorm or 0.0])
+        threads_as_set = numba.get_num_threads()
+        tuner = ThreadTuner(threads_as_set, adaptive_threads_enabled())
 
         def run(order, steps, progress):
             code, hyper, state = opt.compiled_spec()
@@ -325,20 +330,31 @@ class Sequential:
             s = list(state) + [dummy] * (3 - len(state))
             hyper = np.array(hyper, np.float64)
             stats = np.zeros(2)
-            chunk = max(1, steps // 20) if progress is not None else steps
-            for first in range(0, steps, chunk):
-                last = min(steps, first + chunk)
-                lrs = np.array([opt.current_learning_rate() if k == 0 else
-                                _lr_at(opt, opt.iterations + k) for k in range(last - first)])
-                with single_threaded_blas:  # one thread pool: the kernels split the work themselves
-                    C.train_steps(x, labels, targets, order, first, last, batch, layers, alphas, self.params,
-                                  self.grads, segments, ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind, code,
-                                  hyper, lrs, opt.iterations, s[0], s[1], s[2], clip, stats)
-                opt.iterations += last - first
-                if progress is not None:
-                    seen = min(last * batch, len(order))
-                    progress.update(last - first, self._logs(stats[0] / seen, stats[1] / seen))
+            first = 0
+            try:
+                while first < steps:
+                    # chunks of steps, each on the thread count that currently runs them fastest
+                    # (the same bits on any count; see _thread_tuner)
+                    threads, chunk = tuner.choose()
+                    last = min(steps, first + chunk)
+                    lrs = np.array([opt.current_learning_rate() if k == 0 else
+                                    _lr_at(opt, opt.iterations + k) for k in range(last - first)])
+                    numba.set_num_threads(threads)
+                    start = time.perf_counter()
+                    with single_threaded_blas:  # one thread pool: the kernels split the work themselves
+                        C.train_steps(x, labels, targets, order, first, last, batch, layers, alphas, self.params,
+                                      self.grads, segments, ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind,
+                                      code, hyper, lrs, opt.iterations, s[0], s[1], s[2], clip, stats)
+                    tuner.record(threads, time.perf_counter() - start, last - first)
+                    opt.iterations += last - first
+                    if progress is not None:
+                        seen = min(last * batch, len(order))
+                        progress.update(last - first, self._logs(stats[0] / seen, stats[1] / seen))
+                    first = last
+            finally:
+                numba.set_num_threads(threads_as_set)
             return float(stats[0]), int(stats[1])
+        run.tuner = tuner
         return run
 
     def _logs(self, loss, accuracy):

@@ -1,0 +1,68 @@
+"""How many threads the compiled training steps use, chosen chunk by chunk from measured times.
+
+fastbp's results do not depend on the number of threads (tiles and reduction chunks depend on the
+shapes only), so the training loop may change it between chunks of steps without changing a
+single bit. On a machine where the cores are shared (a VM whose two vCPUs the host sometimes
+places where they slow each other), two threads are not always faster than one: measured here, one
+MNIST epoch at batch 32 took 0.37-0.43 s on two threads and 0.46-0.51 s on one for minutes, then
+0.92-0.95 s on two while one thread still took 0.51-0.53 s. ``ThreadTuner`` times chunks of about
+``CHUNK_S`` seconds on the thread count it is given and on half of it, runs the faster, and
+re-times the other every ``PROBE_EVERY`` chunks, since the machine's state changes.
+"""
+from __future__ import annotations
+
+import os
+
+#: seconds of training per chunk once the step time is known (a chunk is one compiled call)
+CHUNK_S = 0.02
+#: steps in a chunk before anything is measured
+FIRST_CHUNK = 8
+#: every PROBE_EVERY-th chunk runs the candidate that is not the fastest, to re-time it
+PROBE_EVERY = 8
+#: weight of a new measurement in a candidate's running step time
+NEW_WEIGHT = 0.5
+#: fewer threads run only when their steps are this much faster (two threads measured within a
+#: few percent of one in chunks where they were 15% faster over whole epochs: no flip-flopping)
+SWITCH_MARGIN = 0.1
+
+
+def adaptive_threads_enabled() -> bool:
+    """False when ``FASTBP_ADAPTIVE_THREADS=0``: then the compiled steps use the thread count as set."""
+    return os.environ.get("FASTBP_ADAPTIVE_THREADS", "1") != "0"
+
+
+class ThreadTuner:
+    """Picks the thread count of each chunk: ``threads`` or ``threads // 2``, whichever steps faster.
+
+    ``choose()`` gives (threads, steps) for the next chunk; ``record(threads, seconds, steps)``
+    reports how long it took. Each candidate is timed once first; then the faster by its running
+    (exponentially weighted) time per step runs, except every ``PROBE_EVERY``-th chunk; half the
+    threads count as faster only when ``SWITCH_MARGIN`` faster.
+    """
+
+    def __init__(self, threads: int, enabled: bool = True):
+        self.candidates = [threads] if threads <= 1 or not enabled else [threads, threads // 2]
+        self.step_s = {k: None for k in self.candidates}
+        self.chunks = 0
+
+    def choose(self) -> tuple[int, int]:
+        self.chunks += 1
+        untimed = [k for k in self.candidates if self.step_s[k] is None]
+        if untimed:
+            return untimed[0], FIRST_CHUNK
+        fast, slow = self.candidates[0], None
+        if len(self.candidates) > 1:
+            fewer = self.candidates[1]
+            if self.step_s[fewer] < (1 - SWITCH_MARGIN) * self.step_s[fast]:
+                fast, slow = fewer, fast
+            else:
+                slow = fewer
+        pick = slow if slow is not None and self.chunks % PROBE_EVERY == 0 else fast
+        return pick, max(1, int(CHUNK_S / self.step_s[fast]))
+
+    def record(self, threads: int, seconds: float, steps: int) -> None:
+        if steps <= 0 or threads not in self.step_s:
+            return
+        new = seconds / steps
+        old = self.step_s[threads]
+        self.step_s[threads] = new if old is None else (1 - NEW_WEIGHT) * old + NEW_WEIGHT * new
