@@ -17,8 +17,11 @@ import os
 CHUNK_S = 0.02
 #: steps in a chunk before anything is measured
 FIRST_CHUNK = 8
-#: every PROBE_EVERY-th chunk runs the candidate that is not the fastest, to re-time it
+#: chunks between two re-timings of the candidate that is not running: PROBE_EVERY at first and
+#: after a switch, doubled each time a re-timing confirms the choice, up to MAX_PROBE_EVERY (a
+#: probe of one thread where two are 1.5x faster costs 1/16 of that chunk's time at 8, 1/128 at 64)
 PROBE_EVERY = 8
+MAX_PROBE_EVERY = 64
 #: weight of a new measurement in a candidate's running step time
 NEW_WEIGHT = 0.5
 #: fewer threads run only when their steps are this much faster (two threads measured within a
@@ -35,34 +38,52 @@ class ThreadTuner:
     """Picks the thread count of each chunk: ``threads`` or ``threads // 2``, whichever steps faster.
 
     ``choose()`` gives (threads, steps) for the next chunk; ``record(threads, seconds, steps)``
-    reports how long it took. Each candidate is timed once first; then the faster by its running
-    (exponentially weighted) time per step runs, except every ``PROBE_EVERY``-th chunk; half the
-    threads count as faster only when ``SWITCH_MARGIN`` faster.
+    reports how long it took. Each candidate is timed once first; then the faster runs, judged by
+    its running (exponentially weighted) time per step, and the other is re-timed now and then (see
+    ``PROBE_EVERY``; a re-timing replaces its old time); half the threads count as faster only when
+    ``SWITCH_MARGIN`` faster.
     """
 
     def __init__(self, threads: int, enabled: bool = True):
         self.candidates = [threads] if threads <= 1 or not enabled else [threads, threads // 2]
         self.step_s = {k: None for k in self.candidates}
-        self.chunks = 0
+        self.probe_every = PROBE_EVERY
+        self._since_probe = 0
+        self._probing = None
+        self._running = None
+
+    def fastest(self) -> int:
+        """The candidate to run: the most threads unless half of them step SWITCH_MARGIN faster."""
+        most = self.candidates[0]
+        if len(self.candidates) > 1 and self.step_s[self.candidates[1]] < (1 - SWITCH_MARGIN) * self.step_s[most]:
+            return self.candidates[1]
+        return most
 
     def choose(self) -> tuple[int, int]:
-        self.chunks += 1
         untimed = [k for k in self.candidates if self.step_s[k] is None]
         if untimed:
             return untimed[0], FIRST_CHUNK
-        fast, slow = self.candidates[0], None
-        if len(self.candidates) > 1:
-            fewer = self.candidates[1]
-            if self.step_s[fewer] < (1 - SWITCH_MARGIN) * self.step_s[fast]:
-                fast, slow = fewer, fast
-            else:
-                slow = fewer
-        pick = slow if slow is not None and self.chunks % PROBE_EVERY == 0 else fast
-        return pick, max(1, int(CHUNK_S / self.step_s[fast]))
+        fast = self.fastest()
+        steps = max(1, int(CHUNK_S / self.step_s[fast]))
+        if fast != self._running:  # a switch: watch the other closely again
+            self._running, self.probe_every, self._since_probe = fast, PROBE_EVERY, 0
+        self._since_probe += 1
+        if len(self.candidates) > 1 and self._since_probe >= self.probe_every:
+            self._since_probe = 0
+            self._probing = fast
+            return next(k for k in self.candidates if k != fast), max(1, steps // 2)  # (it may be slow)
+        return fast, steps
 
     def record(self, threads: int, seconds: float, steps: int) -> None:
         if steps <= 0 or threads not in self.step_s:
             return
         new = seconds / steps
         old = self.step_s[threads]
-        self.step_s[threads] = new if old is None else (1 - NEW_WEIGHT) * old + NEW_WEIGHT * new
+        if old is None or self._probing is not None:  # a re-timing replaces a stale time
+            self.step_s[threads] = new
+        else:
+            self.step_s[threads] = (1 - NEW_WEIGHT) * old + NEW_WEIGHT * new
+        if self._probing is not None:  # back off while re-timings confirm the choice
+            if self.fastest() == self._probing:
+                self.probe_every = min(2 * self.probe_every, MAX_PROBE_EVERY)
+            self._probing = None

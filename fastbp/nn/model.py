@@ -40,6 +40,7 @@ class Sequential:
         self.optimizer = self.loss = None
         self.metrics = []
         self._plans = {}
+        self._thread_tuners = {}  # (threads, batch, enabled) -> ThreadTuner, kept across fit() calls
         for layer in layers or []:
             self.add(layer)
 
@@ -322,7 +323,10 @@ class Sequential:
             opt.build(self.params)
         clip = np.array([opt.clipvalue or 0.0, opt.clipnorm or 0.0, opt.global_clipnorm or 0.0])
         threads_as_set = numba.get_num_threads()
-        tuner = ThreadTuner(threads_as_set, adaptive_threads_enabled())
+        key = (threads_as_set, batch, adaptive_threads_enabled())
+        if key not in self._thread_tuners:
+            self._thread_tuners[key] = ThreadTuner(*key[::2])
+        tuner = self._thread_tuners[key]
 
         def run(order, steps, progress):
             code, hyper, state = opt.compiled_spec()
