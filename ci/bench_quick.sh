@@ -3,7 +3,16 @@
 # Fails when asv reports a problem or any benchmark errors (asv's own exit code stays 0 then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install -e ".[bench]"
+# the `bench` extra's tools; the package itself only when this tree's is not the one installed
+# (after .ci/run's editable install, a second one would only compile the extensions again: ~2 min)
+tree="$(pwd -P)"
+if (cd / && python -c "import fastbp, pathlib, sys; sys.exit(str(pathlib.Path(fastbp.__file__).resolve().parents[1]) != sys.argv[1])" "$tree") 2>/dev/null; then
+    (cd / && python -c 'from importlib.metadata import requires
+print(*[r.split(";")[0] for r in requires("fastbp") if r.replace(" ", "").endswith("extra==\"bench\"")], sep="\n")') \
+        | xargs python -m pip install
+else
+    python -m pip install -e ".[bench]"
+fi
 cd benchmarks
 asv machine --yes > /dev/null
 asv check --python=same
