@@ -1,9 +1,12 @@
 """Builds fastbp's Cython extensions, with OpenMP where the compiler supports it.
 
-Every ``.pyx`` under ``fastbp/backends/cython`` becomes an extension module. OpenMP is probed
+Every ``.pyx`` under ``fastbp/backends/cython`` becomes an extension module; ``_formulas.pxd``, the
+scalar formulas they share, is first generated from ``fastbp/formulas.py``
+(``fastbp/backends/cython/_codegen.py``). OpenMP is probed
 with the real compiler at build time (a tiny program compiled and linked with the platform's
 flag); without it the extensions build serial. ``FASTBP_NO_OPENMP=1`` forces the serial build.
 """
+import importlib.util
 import os
 import platform
 import sys
@@ -78,9 +81,11 @@ class BuildExt(build_ext):
         # -fno-math-errno: sqrt/sqrtf need not set errno, so loops that take square roots vectorize;
         # -fno-trapping-math: no FP traps are enabled, so GCC may compute both sides of a
         # conditional (Cython writes `a if c else b` as if/else): the relu epilogue and its
-        # derivative vectorize (42 -> 50 vectorized loops in _linear; relu on a 1024x1024 output
-        # 3.3 -> ~1 ms). Values are unchanged: neither flag permits reassociation or contraction.
-        opt = ["/O2"] if ctype == "msvc" else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+        # derivative vectorize. -ffp-contract=off: a * b + c stays two roundings, as Numba computes
+        # it (GCC's default fuses it into an FMA where the target has one: other bits than numba's).
+        # Values are unchanged by all three: none permits reassociation or contraction.
+        opt = ["/O2", "/fp:precise"] if ctype == "msvc" else ["-O3", "-fno-math-errno", "-fno-trapping-math",
+                                                             "-ffp-contract=off"]
         simd = _SIMD_FLAGS.get(ctype, ["-mavx2", "-mfma"])
         if any(e.name.endswith(SIMD_SUFFIX) for e in self.extensions) and not self._accepts(simd):
             print("fastbp: the compiler does not take AVX2 flags; building the baseline kernels only")
@@ -105,8 +110,18 @@ def _simd_sources():
     return made
 
 
+def _generate_formulas():
+    """Write _formulas.pxd from fastbp/formulas.py (the module is loaded by path: fastbp itself is
+    not importable at build time)."""
+    spec = importlib.util.spec_from_file_location("_fastbp_codegen", HERE / CYTHON_DIR / "_codegen.py")
+    codegen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(codegen)
+    codegen.write()
+
+
 def _extensions():
     exts = []
+    _generate_formulas()
     if _X86_64:
         _simd_sources()
     for pyx in sorted((HERE / CYTHON_DIR).glob("*.pyx")):

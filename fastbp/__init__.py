@@ -17,7 +17,7 @@ from ._backend import (
     use_backend,
 )
 from ._config import config_info, show_config
-from ._threads import get_num_threads, set_num_threads
+from .backends._cpu.threads import get_num_threads, set_num_threads
 from ._version import __version__
 
 __all__ = [

@@ -124,6 +124,11 @@ def _same_memory(a, b) -> bool:
 def writable(fn: str, name: str, a, shape_: tuple, dtype, inputs: dict, may_alias=()) -> np.ndarray:
     """Require an array that the kernel writes: exact shape and dtype, C-contiguous, writeable,
     no overlap with ``inputs`` except the very same array for names in ``may_alias``."""
+    return _writable(fn, name, a, shape_, dtype, inputs, may_alias)[0]
+
+
+def _writable(fn, name, a, shape_, dtype, inputs, may_alias):
+    """:func:`writable`, and whether ``a`` is one of the ``may_alias`` inputs (an in-place use)."""
     a = array(fn, name, a)
     if a.dtype != dtype:
         raise TypeError(f"{fn}: {name} must have dtype {np.dtype(dtype)}; got {a.dtype}")
@@ -136,6 +141,7 @@ def writable(fn: str, name: str, a, shape_: tuple, dtype, inputs: dict, may_alia
     if not (flags.writeable if host else _device.is_writeable(a)):
         raise ValueError(f"{fn}: {name} must be writeable; got a read-only array")
     owns = host and flags.owndata
+    in_place = False
     for other_name, other in inputs.items():
         if other is None:
             continue
@@ -147,10 +153,11 @@ def writable(fn: str, name: str, a, shape_: tuple, dtype, inputs: dict, may_alia
         elif not _overlaps(a, other):
             continue
         if other_name in may_alias and _same_memory(a, other):
+            in_place = True
             continue
         allowed = f" (only the very same array as {', '.join(may_alias)} is allowed)" if may_alias else ""
         raise ValueError(f"{fn}: {name} must not overlap {other_name}{allowed}")
-    return a
+    return a, in_place
 
 
 def output(fn: str, name: str, buf, shape_: tuple, dtype, inputs: dict, empty, may_alias=()):
@@ -158,6 +165,19 @@ def output(fn: str, name: str, buf, shape_: tuple, dtype, inputs: dict, empty, m
     if buf is None:
         return empty(tuple(shape_), dtype)
     return writable(fn, name, buf, shape_, dtype, inputs, may_alias)
+
+
+def output_in_place(fn: str, name: str, buf, shape_: tuple, dtype, inputs: dict, empty, may_alias):
+    """:func:`output` for a kernel with a documented in-place use (``buf`` may be the very same
+    array as an input named in ``may_alias``): returns ``(result, work)``, where ``result`` is what
+    the caller gets and ``work`` what the backend writes. They differ only for an in-place call,
+    where ``work`` is a fresh buffer to be copied into ``result`` afterwards (backend ``copy_``):
+    the kernels of every backend never write an array they read."""
+    if buf is None:
+        out = empty(tuple(shape_), dtype)
+        return out, out
+    out, in_place = _writable(fn, name, buf, shape_, dtype, inputs, may_alias)
+    return out, (empty(tuple(shape_), dtype) if in_place else out)
 
 
 def labels(fn: str, name: str, a, batch: int, classes: int) -> np.ndarray:

@@ -59,17 +59,17 @@ def _default_cpu_backend() -> str | None:
 def _numba_threads() -> str | None:
     if _backend.backend_status().get("numba") is not None:
         return None
-    from .backends.numba_cpu import _threads
+    from .backends.numba_cpu import backend
 
-    blas = _threads.single_threaded_blas
+    blas = backend._one_blas_thread
     blas._controls()
-    if _threads.BLAS_IS_PRIVATE:
-        pin = _threads.BLAS_SOURCE
+    if backend.BLAS_IS_PRIVATE:
+        pin = backend.BLAS_SOURCE
     elif blas.pinned_for_good:
-        pin = f"{_threads.BLAS_SOURCE}, pinned to 1 thread for good (SciPy's private copy)"
+        pin = f"{backend.BLAS_SOURCE}, pinned to 1 thread for good (SciPy's private copy)"
     else:
-        pin = f"{_threads.BLAS_SOURCE}, pinned to 1 thread per call"
-    return (f"{_threads.get_num_threads()} threads, threading layer {_threads.threading_layer()}; "
+        pin = f"{backend.BLAS_SOURCE}, pinned to 1 thread per call"
+    return (f"{backend.get_num_threads()} threads, threading layer {backend.threading_layer()}; "
             f"BLAS inside the kernels: {pin}")
 
 

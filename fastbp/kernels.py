@@ -49,6 +49,12 @@ def _placed(fn, be, **arrays):
     chk.same_device(fn, be.DEVICE, be.NAME, arrays)
 
 
+def _copy_back(be, result, work):
+    """After an in-place call (see :func:`fastbp._checks.output_in_place`): result = work."""
+    if work is not result:
+        be.copy_(result, work)
+
+
 # ------------------------------------------------------------------------------------ layers
 
 def linear_forward(x, w, b=None, activation="linear", *, alpha=A.DEFAULT_ALPHA, out=None,
@@ -113,18 +119,20 @@ def linear_backward(dy, x, w, y=None, z=None, activation="linear", *, alpha=A.DE
     saved = _saved_for_derivative(fn, act, y, z, (batch, n_out), dtype)
     be = select(backend, dy, x, w)
     inputs = {"dy": dy, "x": x, "w": w, "y" if act.needs == A.NEEDS_OUTPUT else "z": saved}
-    if dz is None and act.code == A.LINEAR:
-        dz_ = dy  # dz == dy: nothing to compute, nothing to write
-    else:
-        dz_ = chk.output(fn, "dz", dz, (batch, n_out), dtype, inputs, be.empty, may_alias=("dy",))
-    outs = {"dz": dz_ if dz_ is not dy else None}
+    dz_ = work_dz = None  # linear without dz, or in place: dz is dy, nothing to write (the backend reads dy)
+    if act.code != A.LINEAR or dz is not None:
+        dz_, work_dz = chk.output_in_place(fn, "dz", dz, (batch, n_out), dtype, inputs, be.empty, ("dy",))
+        if act.code == A.LINEAR and work_dz is not dz_:
+            dz_ = work_dz = None
+    outs = {"dz": work_dz}
     dw = chk.output(fn, "dw", dw, (n_in, n_out), dtype, {**inputs, **outs}, be.empty)
     outs["dw"] = dw
     db = chk.output(fn, "db", db, (n_out,), dtype, {**inputs, **outs}, be.empty) if need_db else None
     outs["db"] = db
     dx = chk.output(fn, "dx", dx, (batch, n_in), dtype, {**inputs, **outs}, be.empty) if need_dx else None
     _placed(fn, be, dy=dy, x=x, w=w, saved=saved, dz=dz_, dx=dx, dw=dw, db=db)
-    be.linear_backward(dy, x, w, saved, act.code, alpha, dz_, dx, dw, db)
+    be.linear_backward(dy, x, w, saved, act.code, alpha, work_dz, dx, dw, db)
+    _copy_back(be, dz_, work_dz)
     return dx, dw, db
 
 
@@ -139,9 +147,10 @@ def activation_forward(z, name, *, alpha=A.DEFAULT_ALPHA, out=None, backend=None
     if act.rowwise:
         chk.nonempty_features(fn, "z", z.shape[1], "column (class)")
     be = select(backend, z)
-    y = chk.output(fn, "out", out, z.shape, z.dtype, {"z": z}, be.empty, may_alias=("z",))
+    y, work = chk.output_in_place(fn, "out", out, z.shape, z.dtype, {"z": z}, be.empty, ("z",))
     _placed(fn, be, z=z, out=y)
-    be.activation_forward(z, act.code, alpha, y)
+    be.activation_forward(z, act.code, alpha, work)
+    _copy_back(be, y, work)
     return y
 
 
@@ -159,9 +168,10 @@ def activation_backward(dy, name, *, y=None, z=None, alpha=A.DEFAULT_ALPHA, out=
     saved = _saved_for_derivative(fn, act, y, z, dy.shape, dy.dtype)
     be = select(backend, dy)
     inputs = {"dy": dy, "y" if act.needs == A.NEEDS_OUTPUT else "z": saved}
-    dz = chk.output(fn, "out", out, dy.shape, dy.dtype, inputs, be.empty, may_alias=("dy",))
+    dz, work = chk.output_in_place(fn, "out", out, dy.shape, dy.dtype, inputs, be.empty, ("dy",))
     _placed(fn, be, dy=dy, saved=saved, out=dz)
-    be.activation_backward(dy, saved, act.code, alpha, dz)
+    be.activation_backward(dy, saved, act.code, alpha, work)
+    _copy_back(be, dz, work)
     return dz
 
 
@@ -198,12 +208,14 @@ def softmax_cross_entropy(logits, labels, *, dlogits=None, need_grad=True, backe
         labels = chk.labels(fn, "labels", labels, batch, classes)
         targets = None
     be = select(backend, logits)
-    grad = None
+    grad = work = None
     if need_grad:
         inputs = {"logits": logits, "labels": targets if targets is not None else labels}
-        grad = chk.output(fn, "dlogits", dlogits, logits.shape, logits.dtype, inputs, be.empty, may_alias=("logits",))
+        grad, work = chk.output_in_place(fn, "dlogits", dlogits, logits.shape, logits.dtype, inputs, be.empty,
+                                         ("logits",))
     _placed(fn, be, logits=logits, labels=labels if targets is None else targets, dlogits=grad)
-    loss = be.softmax_cross_entropy(logits, labels, targets, grad)
+    loss = be.softmax_cross_entropy(logits, labels, targets, work)
+    _copy_back(be, grad, work)
     return loss, grad
 
 
@@ -225,12 +237,13 @@ def mse_loss(pred, target, *, dpred=None, need_grad=True, backend=None):
     if pred.size == 0:
         raise ValueError(f"{fn}: pred must have at least one element (the mean over nothing is undefined); got {pred.shape}")
     be = select(backend, pred, target)
-    grad = None
+    grad = work = None
     if need_grad:
-        grad = chk.output(fn, "dpred", dpred, pred.shape, pred.dtype, {"pred": pred, "target": target},
-                          be.empty, may_alias=("pred",))
+        grad, work = chk.output_in_place(fn, "dpred", dpred, pred.shape, pred.dtype, {"pred": pred, "target": target},
+                                         be.empty, ("pred",))
     _placed(fn, be, pred=pred, target=target, dpred=grad)
-    loss = be.mse_loss(pred, target, grad)
+    loss = be.mse_loss(pred, target, work)
+    _copy_back(be, grad, work)
     return loss, grad
 
 

@@ -124,7 +124,7 @@ def test_row_tiles_are_balanced(m, rb):
     """Tiles of at most rb rows (a multiple of 4), an even number of them, split between two
     threads (each takes half the tiles, as Numba's and OpenMP's static schedules do) within a few
     rows of each other: 784 rows at 240 used to be 480 against 304."""
-    from fastbp._tiling import balanced_rows
+    from fastbp.backends._cpu.tiling import balanced_rows
 
     rows = balanced_rows(m, rb)
     tiles = -(-m // rows)
@@ -141,7 +141,7 @@ def test_elementwise_chunks_are_even_and_equal(n):
     """Elementwise passes: one chunk up to CHUNK elements, else equal chunks of whole cache lines
     (64 elements), none longer than CHUNK + 63, an even number of them while the count is small
     enough for one chunk more or less to matter (two threads each take half)."""
-    from fastbp._tiling import CHUNK, even_chunk
+    from fastbp.backends._cpu.tiling import CHUNK, even_chunk
 
     size = even_chunk(n)
     chunks = -(-n // size)
@@ -161,7 +161,7 @@ def test_two_large_tiles_halve_the_wider_operand(backend):
     accuracy, and the same bits for 1 and 2 threads."""
     from helpers import assert_close
 
-    from fastbp._tiling import tile_shape
+    from fastbp.backends._cpu.tiling import tile_shape
 
     assert tile_shape(1024, 1024, 1024, False) == (1024, 512)
     assert tile_shape(200, 600, 500, False) == (200, 300)

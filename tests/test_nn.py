@@ -85,7 +85,7 @@ def test_compiled_steps_give_the_python_loops_weights(optimizer, rng, monkeypatc
 @pytest.mark.skipif("numba" not in BACKENDS, reason="numba backend unavailable")
 @pytest.mark.parametrize("rows, cols", [(5, 3), (64, 511), (100, 784)])  # serial, serial, parallel
 def test_compiled_batch_gather_is_numpy_take(rows, cols, rng):
-    from fastbp.nn._compiled import gather_rows
+    from fastbp.nn.compiled.interpreter import gather_rows
 
     src = rng.standard_normal((300, cols))
     order = rng.permutation(300)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from helpers import cpu_backends
 
-from fastbp.nn import _thread_tuner as T
+from fastbp.nn.compiled import thread_tuner as T
 
 
 def _run(tuner, chunks, step_s):

@@ -11,14 +11,17 @@ import numpy as np
 from scipy import special
 
 from .. import activations as A
+from ..formulas import GELU_C as _GELU_C
+from ..formulas import INV_SQRT_2 as _INV_SQRT_2
+from ..formulas import INV_SQRT_2PI as _INV_SQRT_2PI
+from ..formulas import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
 
 NAME, DEVICE = "numpy", "cpu"
 empty = np.empty
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_C = 0.044715
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+def copy_(dst, src):
+    np.copyto(dst, src)
 
 
 def _sigmoid(z):
@@ -28,13 +31,14 @@ def _sigmoid(z):
 
 
 def activate(z, code, alpha):
-    """Return f(z) for the activation ``code`` (a new array)."""
+    """Return f(z) for the activation ``code`` (a new array). relu and leaky_relu give +0.0, never
+    -0.0, where the unit is off (z * 0 + 0); NaN stays NaN."""
     if code == A.LINEAR:
         return z.copy()
     if code == A.RELU:
-        return np.maximum(z, 0)
+        return np.where(z > 0, z, z * 0 + 0)
     if code == A.LEAKY_RELU:
-        return np.where(z > 0, z, alpha * z)
+        return np.where(z > 0, z, z * alpha + 0).astype(z.dtype, copy=False)
     if code == A.SIGMOID:
         return _sigmoid(z)
     if code == A.TANH:
@@ -61,9 +65,9 @@ def activation_grad(dy, saved, code, alpha):
     if code == A.LINEAR:
         return dy.copy()
     if code == A.RELU:
-        return np.where(saved > 0, dy, 0).astype(dy.dtype, copy=False)
+        return np.where(saved > 0, dy, dy * 0 + 0)
     if code == A.LEAKY_RELU:
-        return np.where(saved > 0, dy, alpha * dy)
+        return np.where(saved > 0, dy, dy * alpha + 0).astype(dy.dtype, copy=False)
     if code == A.SIGMOID:
         return dy * saved * (1 - saved)
     if code == A.TANH:
@@ -101,8 +105,11 @@ def linear_forward(x, w, b, code, alpha, y, z):
 
 
 def linear_backward(dy, x, w, saved, code, alpha, dz, dx, dw, db):
-    """dz = dy * f'(.);  dw = x.T @ dz;  db = sum_rows(dz);  dx = dz @ w.T."""
-    dz[...] = activation_grad(dy, saved, code, alpha)
+    """dz = dy * f'(.);  dw = x.T @ dz;  db = sum_rows(dz);  dx = dz @ w.T  (dz None: linear, dz is dy)."""
+    if dz is None:
+        dz = dy
+    else:
+        dz[...] = activation_grad(dy, saved, code, alpha)
     dw[...] = x.T @ dz
     if db is not None:
         db[...] = dz.sum(axis=0)

@@ -7,7 +7,6 @@ training step needs is allocated once per batch size, so a step allocates nothin
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
@@ -17,12 +16,6 @@ from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from .callbacks import Callback, History, ProgressBar
 from .layers import Activation, Dense, Layer
-
-
-def _lr_at(optimizer, step):
-    from .schedules import learning_rate_at
-
-    return learning_rate_at(optimizer.learning_rate, step)
 
 
 class Sequential:
@@ -276,90 +269,16 @@ class Sequential:
     # ------------------------------------------------------------- compiled training (numba)
 
     def _use_compiled(self) -> bool:
-        """Whole steps run in compiled code when the kernels resolve to the numba backend."""
-        from .._backend import selected_name
+        """Whole steps run in compiled code (:mod:`fastbp.nn.compiled`) where the model allows."""
+        from .compiled import supports
 
-        try:
-            return selected_name(self.backend) == "numba" and all(
-                type(layer) in (Dense, Activation) for layer in self.layers)
-        except Exception:  # no backend at all: the Python loop reports it properly
-            return False
+        return supports(self)
 
     def _compiled(self, x, y, batch):
         """A function order -> (sum of losses x rows, correct) running an epoch in compiled code."""
-        import numba
-        from numba.typed import List
+        from .compiled import lower
 
-        from ..backends.numba_cpu import single_threaded_blas
-        from . import _compiled as C
-        from ._thread_tuner import ThreadTuner, adaptive_threads_enabled
-
-        dt = self.dtype
-        rows = []
-        for i, layer in enumerate(self.layers):
-            act = self._act(i)
-            start = self.segments[sum(len(l.params_shapes()) for l in self.layers[:i])][0] if layer.weights else -1
-            w_off = start if isinstance(layer, Dense) else -1
-            b_off = start + layer.n_in * layer.units if isinstance(layer, Dense) and layer.use_bias else -1
-            rows.append([C.DENSE if isinstance(layer, Dense) else C.ACTIVATION, act.code, self.widths[i],
-                         self.widths[i + 1], w_off, b_off, C.saved_code(act.needs)])
-        layers = np.array(rows, np.int64)
-        alphas = np.array([float(layer.alpha) for layer in self.layers])
-        segments = np.array(self.segments, np.int64)
-        ys, zs, dxs, dzs = List(), List(), List(), List()
-        for i in range(len(self.layers)):
-            for lst, width in ((ys, self.widths[i + 1]), (zs, self.widths[i + 1]), (dxs, self.widths[i]),
-                               (dzs, self.widths[i + 1])):
-                lst.append(np.empty(batch * width, dt))
-        n_out = self.widths[-1]
-        gbuf, xbuf = np.empty(batch * n_out, dt), np.empty(batch * self.widths[0], dt)
-        lbuf, tbuf = np.empty(batch, np.intp), np.empty(batch * n_out, dt)
-        sparse = y.ndim == 1
-        labels = y if sparse else np.empty(0, np.intp)
-        targets = np.empty((0, n_out), dt) if sparse else y
-        loss_kind = C.SPARSE_CE if sparse else C.DENSE_CE if self.loss.needs_logits else C.MSE
-        opt = self.optimizer
-        if len(opt._state) != opt._slots():
-            opt.build(self.params)
-        clip = np.array([opt.clipvalue or 0.0, opt.clipnorm or 0.0, opt.global_clipnorm or 0.0])
-        threads_as_set = numba.get_num_threads()
-        key = (threads_as_set, batch, adaptive_threads_enabled())
-        if key not in self._thread_tuners:
-            self._thread_tuners[key] = ThreadTuner(*key[::2])
-        tuner = self._thread_tuners[key]
-
-        def run(order, steps, progress):
-            code, hyper, state = opt.compiled_spec()
-            dummy = np.empty(0, dt)
-            s = list(state) + [dummy] * (3 - len(state))
-            hyper = np.array(hyper, np.float64)
-            stats = np.zeros(2)
-            first = 0
-            try:
-                while first < steps:
-                    # chunks of steps, each on the thread count that currently runs them fastest
-                    # (the same bits on any count; see _thread_tuner)
-                    threads, chunk = tuner.choose()
-                    last = min(steps, first + chunk)
-                    lrs = np.array([opt.current_learning_rate() if k == 0 else
-                                    _lr_at(opt, opt.iterations + k) for k in range(last - first)])
-                    numba.set_num_threads(threads)
-                    start = time.perf_counter()
-                    with single_threaded_blas:  # one thread pool: the kernels split the work themselves
-                        C.train_steps(x, labels, targets, order, first, last, batch, layers, alphas, self.params,
-                                      self.grads, segments, ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind,
-                                      code, hyper, lrs, opt.iterations, s[0], s[1], s[2], clip, stats)
-                    tuner.record(threads, time.perf_counter() - start, last - first)
-                    opt.iterations += last - first
-                    if progress is not None:
-                        seen = min(last * batch, len(order))
-                        progress.update(last - first, self._logs(stats[0] / seen, stats[1] / seen))
-                    first = last
-            finally:
-                numba.set_num_threads(threads_as_set)
-            return float(stats[0]), int(stats[1])
-        run.tuner = tuner
-        return run
+        return lower(self, x, y, batch)
 
     def _logs(self, loss, accuracy):
         logs = {"loss": loss}

@@ -64,7 +64,7 @@ class Optimizer:
 
     def compiled_spec(self):
         """(optimizer code, hyper-parameters, state arrays) for the compiled training loop; see
-        fastbp.nn._compiled._optimize."""
+        fastbp.nn.compiled.interpreter._optimize."""
         raise NotImplementedError
 
     def get_config(self) -> dict:

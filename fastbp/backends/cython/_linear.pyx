@@ -2,10 +2,13 @@
 """Dense layer kernels: the product by BLAS on tiles (fastbp's own OpenBLAS, see ``use_blas``), bias +
 activation (+ derivative, + bias gradient) fused around it, all tiles in one OpenMP ``prange``.
 
-The same algorithm as ``numba_cpu/linear.py``: tile shapes come from :mod:`fastbp._tiling` (the
-shape only), every tile is one single-threaded BLAS call followed by its epilogue on the same
-thread, and the bias gradient sums fixed 64-row chunks in order, so results are bitwise identical
-for any thread count. Arguments are checked by :mod:`fastbp.kernels` before they get here.
+The same algorithm as ``numba_cpu/linear.py``: the caller passes the tile plan and the bias-gradient
+chunk from fastbp.backends._cpu.tiling (the shape only), every tile is one single-threaded BLAS
+call followed by its epilogue on the same thread, and the bias gradient sums fixed chunks in
+order, so results are bitwise identical for any thread count. The scalar formulas are
+``_formulas.pxd``'s (generated from fastbp/formulas.py). Arguments are checked by
+:mod:`fastbp.kernels` before they get here; outputs never alias inputs, except dz, which is dy
+itself (dz_is_dy, nothing written) for the linear activation.
 """
 import numpy as np
 
@@ -14,10 +17,14 @@ from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport dgemm as scipy_dgemm
 from scipy.linalg.cython_blas cimport sgemm as scipy_sgemm
 
-from ._common cimport (LINEAR, RELU, SOFTMAX, act_derivative, act_forward, floating, rowwise_derivative,
-                       rowwise_forward)
+from . cimport _formulas as F
+from ._common cimport rowwise_derivative, rowwise_forward
+from ._formulas cimport FORMULAS_DIGEST, LINEAR, RELU, floating
 
-cdef int DB_ROWS = 64  # rows per bias-gradient chunk (fastbp._tiling.DB_ROWS)
+
+def formulas_digest():
+    """The digest of the formula sources this module was generated from (see _codegen.py)."""
+    return FORMULAS_DIGEST.decode()
 
 # the Fortran ?gemm the kernels call: SciPy's until use_blas() points them at another BLAS
 ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*, float*, float*,
@@ -62,7 +69,7 @@ cdef void _forward_tile(const floating[:, ::1] x, const floating[:, ::1] w, floa
     gemm(False, False, r1 - r0, c1 - c0, k, <floating*>&x[r0, 0], k, <floating*>&w[0, c0], n, out + r0 * n + c0, n)
     for i in range(r0, r1):
         _epilogue_row(out + i * n, b, code, alpha, y + i * n, z + i * n if z != NULL else NULL, c0, c1)
-        if code >= SOFTMAX:  # (whole rows per tile)
+        if F.is_rowwise(code):  # (whole rows per tile)
             rowwise_forward(y + i * n, y + i * n, n, code)
 
 
@@ -78,11 +85,15 @@ cdef inline void _epilogue_row(floating* acc, floating* b, int code, double alph
                 v = v + b[j]
             if z != NULL:
                 z[j] = v
-            y[j] = v if code >= SOFTMAX else <floating>act_forward(v, code, alpha)
-    else:  # the common case, vectorized: y = max(acc + b, 0) in place
+            if code == LINEAR or F.is_rowwise(code):
+                y[j] = v
+            elif code == RELU:
+                y[j] = F.relu(v)
+            else:
+                y[j] = <floating>F.act_forward(v, code, alpha)
+    else:  # the common case, vectorized: y = relu(acc + b) in place
         for j in range(c0, c1):
-            v = acc[j] + b[j]
-            y[j] = v if v > 0 else v * 0 + 0  # +0.0 for negatives (as numba), NaN stays NaN
+            y[j] = F.relu(acc[j] + b[j])
 
 
 def linear_forward(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::1] b, int code, double alpha,
@@ -124,12 +135,12 @@ cdef void _dz_chunk(const floating[:, ::1] dy, floating* saved, int code, double
                     dzr[j] = dyr[j]
         elif code == RELU:
             for j in range(n):
-                dzr[j] = dyr[j] if saved[i * n + j] > 0 else dyr[j] * 0
-        elif code >= SOFTMAX:
+                dzr[j] = F.relu_derivative(dyr[j], saved[i * n + j])
+        elif F.is_rowwise(code):
             rowwise_derivative(dyr, saved + i * n, dzr, n, code)
         else:
             for j in range(n):
-                dzr[j] = <floating>act_derivative(dyr[j], saved[i * n + j], code, alpha)
+                dzr[j] = <floating>F.act_derivative(dyr[j], saved[i * n + j], code, alpha)
     if db_part != NULL:
         for j in range(n):
             db_part[j] = 0
@@ -142,12 +153,13 @@ cdef void _dz_chunk(const floating[:, ::1] dy, floating* saved, int code, double
 def linear_backward(const floating[:, ::1] dy, const floating[:, ::1] x, const floating[:, ::1] w,
                     const floating[:, ::1] saved, int code,
                     double alpha, floating[:, ::1] dz, bint dz_is_dy, floating[:, ::1] dx, floating[:, ::1] dw,
-                    floating[::1] db, int rb_dw, int n_dw, int cb_dx, int n_dx, int num_threads):
-    """dz = dy * f'(saved) (saved: y or z; dy for linear), db = column sums of dz (db may be None),
-    dw = x.T @ dz in n_dw tiles of rb_dw rows, dx = dz @ w.T in n_dx tiles of cb_dx columns (dx may
-    be None when n_dx is 0). The tile plan is fastbp._tiling.plan_backward's."""
+                    floating[::1] db, int db_rows, int rb_dw, int n_dw, int cb_dx, int n_dx, int num_threads):
+    """dz = dy * f'(saved) (saved: y or z; dy for linear), db = column sums of dz in chunks of
+    db_rows rows (db may be None), dw = x.T @ dz in n_dw tiles of rb_dw rows, dx = dz @ w.T in
+    n_dx tiles of cb_dx columns (dx may be None when n_dx is 0). The tile plan is
+    fastbp.backends._cpu.tiling.plan_backward's."""
     cdef int m = x.shape[0], k = x.shape[1], n = w.shape[1]
-    cdef int n_chunks = (m + DB_ROWS - 1) // DB_ROWS, c, t, j, k0
+    cdef int n_chunks = (m + db_rows - 1) // db_rows, c, t, j, k0
     cdef bint want_db = db is not None
     cdef double[:, ::1] db_part = np.empty((n_chunks if want_db else 0, n), np.float64)
     cdef double acc
@@ -160,7 +172,7 @@ def linear_backward(const floating[:, ::1] dy, const floating[:, ::1] x, const f
         else:
             for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
                 _dz_chunk(dy, sp, code, alpha, dzp, dz_is_dy, &db_part[c, 0] if want_db else NULL,
-                          c * DB_ROWS, min(m, (c + 1) * DB_ROWS))
+                          c * db_rows, min(m, (c + 1) * db_rows))
     if want_db:
         for j in range(n):
             acc = 0.0

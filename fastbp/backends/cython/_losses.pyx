@@ -1,16 +1,20 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Loss kernels: value and gradient in one pass, reductions in fixed chunks summed in order
-(the same algorithm as ``numba_cpu/losses.py``: 64-row chunks for cross-entropy, 2^14-element
-chunks for MSE, float64 accumulation)."""
+(the same algorithm as ``numba_cpu/losses.py``; the chunk sizes come from the caller,
+fastbp.backends._cpu.tiling's CE_ROWS and MSE_CHUNK; float64 accumulation; the scalar formulas
+are ``_formulas.pxd``'s)."""
 import numpy as np
 
 from cython.parallel cimport prange
 from libc.math cimport exp, log
 
-from ._common cimport floating
+from . cimport _formulas as F
+from ._formulas cimport FORMULAS_DIGEST, floating
 
-cdef Py_ssize_t CE_ROWS = 64
-cdef Py_ssize_t MSE_CHUNK = 1 << 14
+
+def formulas_digest():
+    """The digest of the formula sources this module was generated from (see _codegen.py)."""
+    return FORMULAS_DIGEST.decode()
 
 
 cdef double _ce_rows(const floating[:, ::1] logits, Py_ssize_t* labels, floating* targets, floating* dlogits,
@@ -37,31 +41,30 @@ cdef double _ce_rows(const floating[:, ::1] logits, Py_ssize_t* labels, floating
         inv_s = 1.0 / s
         if labels != NULL:
             lab = labels[i]
-            total += log_s - (row[lab] - m)
+            total += F.cross_entropy_term(row[lab], m, log_s)
             if dlogits != NULL:
                 out = dlogits + i * classes
                 for j in range(classes):
-                    out[j] = <floating>(e[j] * inv_s * inv_batch)
-                out[lab] = <floating>(out[lab] - inv_batch)
+                    out[j] = <floating>F.cross_entropy_grad(e[j], inv_s, 1.0, 1.0 if j == lab else 0.0, inv_batch)
         else:
             t = targets + i * classes
             t_sum = 0.0
             for j in range(classes):
                 tj = t[j]
                 t_sum += tj
-                total += tj * (log_s - (row[j] - m))
+                total += tj * F.cross_entropy_term(row[j], m, log_s)
             if dlogits != NULL:
                 out = dlogits + i * classes
                 for j in range(classes):
-                    out[j] = <floating>((e[j] * inv_s * t_sum - t[j]) * inv_batch)
+                    out[j] = <floating>F.cross_entropy_grad(e[j], inv_s, t_sum, t[j], inv_batch)
     return total
 
 
 def softmax_cross_entropy(const floating[:, ::1] logits, const Py_ssize_t[::1] labels, const floating[:, ::1] targets,
-                          floating[:, ::1] dlogits, int num_threads):
+                          floating[:, ::1] dlogits, Py_ssize_t ce_rows, int num_threads):
     """Mean softmax cross-entropy over labels (or probability targets when labels is None) and its
-    gradient into dlogits (when not None); returns the loss."""
-    cdef Py_ssize_t batch = logits.shape[0], n_chunks = (batch + CE_ROWS - 1) // CE_ROWS, c
+    gradient into dlogits (when not None), in chunks of ce_rows rows; returns the loss."""
+    cdef Py_ssize_t batch = logits.shape[0], n_chunks = (batch + ce_rows - 1) // ce_rows, c
     cdef double[::1] partial = np.zeros(n_chunks, np.float64)
     cdef double[:, ::1] exps = np.empty((n_chunks, logits.shape[1]), np.float64)
     cdef Py_ssize_t* lp = NULL if labels is None else <Py_ssize_t*>&labels[0]
@@ -73,26 +76,27 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const Py_ssize_t[::1] l
             partial[0] = _ce_rows(logits, lp, tp, gp, &exps[0, 0], 0, batch)
     else:
         for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
-            partial[c] = _ce_rows(logits, lp, tp, gp, &exps[c, 0], c * CE_ROWS, min(batch, (c + 1) * CE_ROWS))
+            partial[c] = _ce_rows(logits, lp, tp, gp, &exps[c, 0], c * ce_rows, min(batch, (c + 1) * ce_rows))
     for c in range(n_chunks):
         total += partial[c]
     return total / batch
 
 
-def mse_loss(const floating[::1] pred, const floating[::1] target, floating[::1] dpred, int num_threads):
-    """mean((pred - target)^2), and dpred = 2 (pred - target) / n when dpred is not None (it may be pred)."""
-    cdef Py_ssize_t n = pred.shape[0], n_chunks = (n + MSE_CHUNK - 1) // MSE_CHUNK, c, j
+def mse_loss(const floating[::1] pred, const floating[::1] target, floating[::1] dpred, Py_ssize_t chunk,
+             int num_threads):
+    """mean((pred - target)^2), and dpred = 2 (pred - target) / n when dpred is not None, in chunks
+    of ``chunk`` elements."""
+    cdef Py_ssize_t n = pred.shape[0], n_chunks = (n + chunk - 1) // chunk, c, j
     cdef double[::1] partial = np.zeros(n_chunks, np.float64)
     cdef bint grad = dpred is not None
     cdef floating* gp = &dpred[0] if grad else NULL
-    cdef double scale = 2.0 / n, acc, d, total = 0.0
+    cdef double scale = 2.0 / n, acc, total = 0.0
     for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
         acc = 0.0
-        for j in range(c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK)):
-            d = <double>pred[j] - <double>target[j]
-            acc = acc + d * d
+        for j in range(c * chunk, min(n, (c + 1) * chunk)):
+            acc = acc + F.squared_error(pred[j], target[j])
             if grad:
-                gp[j] = <floating>(scale * d)
+                gp[j] = <floating>F.squared_error_grad(pred[j], target[j], scale)
         partial[c] = acc
     for c in range(n_chunks):
         total += partial[c]

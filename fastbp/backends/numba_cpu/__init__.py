@@ -17,16 +17,30 @@ public functions in :mod:`fastbp.kernels` check them). Their BLAS must run singl
 (two thread pools would fight): fastbp's own OpenBLAS always does, and then
 ``with fastbp.backends.numba_cpu.single_threaded_blas:`` costs and does nothing; with SciPy's
 BLAS instead (``FASTBP_BLAS=scipy``) it pins that one. Put it around your outermost call so the
-code runs right either way; see :mod:`._threads`.
+code runs right either way.
+
+Each of these picks its serial or parallel kernel from the shape (:mod:`.dispatch`).
 """
-from ._threads import single_threaded_blas
-from .activation import activation_backward, activation_forward
-from .linear import linear_backward, linear_forward
-from .losses import mse_loss, softmax_cross_entropy
-from .optim import adam_update, clip_value_, max_abs, rmsprop_update, scale_, sgd_update, sum_of_squares
+from . import _cache
+
+_cache.install()  # before any cache=True kernel of fastbp is decorated
+
+from .._cpu.openblas import blas_pin as _blas_pin  # noqa: E402
+from .dispatch import (  # noqa: E402
+    activation_backward,
+    activation_forward,
+    linear_backward,
+    linear_forward,
+    mse_loss,
+    softmax_cross_entropy,
+)
+from .optim import adam_update, clip_value_, max_abs, rmsprop_update, scale_, sgd_update, sum_of_squares  # noqa: E402
 
 __all__ = [
     "linear_forward", "linear_backward", "activation_forward", "activation_backward",
     "softmax_cross_entropy", "mse_loss", "sgd_update", "adam_update", "rmsprop_update",
     "sum_of_squares", "max_abs", "scale_", "clip_value_", "single_threaded_blas",
 ]
+
+#: ``with single_threaded_blas:`` around calls of these kernels keeps their BLAS on one thread
+single_threaded_blas = _blas_pin()

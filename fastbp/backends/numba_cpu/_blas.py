@@ -9,13 +9,10 @@ can be cached on disk whichever BLAS provides them).
 Which BLAS (``BLAS_SOURCE``):
 
 * ``scipy-openblas32``, the OpenBLAS that SciPy's and NumPy's wheels are built from, as a PyPI
-  package (a dependency): fastbp's own copy, pinned to one thread (:mod:`fastbp._openblas`,
-  shared with the cython backend). It is also newer than
-  the copy inside SciPy's wheels: measured here, single-threaded, 0.3.34 against the 0.3.30 inside SciPy 1.17's wheels
-  on the same data, same bits: 128x128x784 1.11x faster, 16x128x784 1.47x, 1024x512x1024 1.02-1.05x,
-  the small-kernel tiles (8x128x784, 56x128x128) the same.
+  package (a dependency): fastbp's own copy, pinned to one thread (:mod:`.._cpu.openblas`,
+  shared with the cython backend);
 * SciPy's ``cython_blas`` (the BLAS Numba's own ``np.dot`` calls) where that package is missing,
-  or with ``FASTBP_BLAS=scipy``; it is pinned as :mod:`fastbp._blas_threads` says.
+  or with ``FASTBP_BLAS=scipy``; it is pinned as :mod:`.._cpu.blas_threads` says.
 
 Both take 32-bit integer sizes (every tile here is far below 2^31 elements per dimension).
 """
@@ -27,7 +24,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..._openblas import gemm_addresses
+from .._cpu.openblas import gemm_addresses
 
 _ll_char = ir.IntType(8)
 _ll_int = ir.IntType(32)

@@ -1,48 +1,86 @@
-"""Standalone activation kernels on 2-D arrays: elementwise over flat chunks, softmax and
-log_softmax along the rows. (Reshape arrays of other ranks to 2-D for elementwise activations.)"""
+"""Activation kernels on 2-D arrays: elementwise over flat chunks, softmax and log_softmax along
+the rows. (Arrays of other ranks are reshaped to one row for the elementwise activations.)
+Outputs never alias inputs (the public layer serves the documented in-place uses)."""
+import math
+
 from numba import njit, prange
 
-from ..._tiling import even_chunk
-from ._act import LINEAR, RELU, SOFTMAX, derivative, forward, rowwise_derivative, rowwise_forward
+from ...activations import LINEAR, RELU, SOFTMAX
+from .._cpu.tiling import even_chunk
+from ._formulas import F
 
 
 @njit(cache=True, inline="always")
-def _forward_chunk(zf, code, alpha, yf, lo, hi):
-    zs = zf[lo:hi]
-    ys = yf[lo:hi]
-    if code == LINEAR:
-        for j in range(zs.size):
-            ys[j] = zs[j]
-    elif code == RELU:
-        for j in range(zs.size):
-            v = zs[j]
-            ys[j] = v if v > 0 else v * 0 + 0
+def rowwise_forward(z, y, i, code):
+    """Row i of y = softmax(z) or log_softmax(z), with float64 sums; y[i] may be z[i]."""
+    n = z.shape[1]
+    m = z[i, 0]
+    for j in range(1, n):
+        if z[i, j] > m:
+            m = z[i, j]
+    m = float(m)
+    total = 0.0
+    for j in range(n):
+        total += math.exp(float(z[i, j]) - m)
+    if code == SOFTMAX:
+        inv = 1.0 / total
+        for j in range(n):
+            y[i, j] = F.softmax_term(z[i, j], m, inv)
     else:
-        for j in range(zs.size):
-            ys[j] = forward(zs[j], code, alpha)
+        lse = m + math.log(total)
+        for j in range(n):
+            y[i, j] = F.log_softmax_term(z[i, j], lse)
 
 
 @njit(cache=True, inline="always")
-def _backward_chunk(dyf, sf, code, alpha, dzf, lo, hi):
-    dys = dyf[lo:hi]
-    dzs = dzf[lo:hi]
-    if code == LINEAR:
-        for j in range(dys.size):
-            dzs[j] = dys[j]
-    elif code == RELU:
-        ss = sf[lo:hi]
-        for j in range(dys.size):
-            dzs[j] = dys[j] if ss[j] > 0 else dys[j] * 0
+def rowwise_derivative(dy, y, dz, i, code):
+    """Row i of dz for softmax (y (dy - sum(dy y))) or log_softmax (dy - exp(y) sum(dy))."""
+    n = dy.shape[1]
+    acc = 0.0
+    if code == SOFTMAX:
+        for j in range(n):
+            acc += float(dy[i, j]) * float(y[i, j])
+        for j in range(n):
+            dz[i, j] = F.softmax_derivative_term(dy[i, j], y[i, j], acc)
     else:
-        ss = sf[lo:hi]
-        for j in range(dys.size):
-            dzs[j] = derivative(dys[j], ss[j], code, alpha)
+        for j in range(n):
+            acc += float(dy[i, j])
+        for j in range(n):
+            dz[i, j] = F.log_softmax_derivative_term(dy[i, j], y[i, j], acc)
+
+
+@njit(cache=True, inline="always")
+def forward_span(z, code, alpha, y):
+    """y[j] = f(z[j]) over two 1-D spans (the linear and relu loops written out, so they vectorize)."""
+    if code == LINEAR:
+        for j in range(z.size):
+            y[j] = z[j]
+    elif code == RELU:
+        for j in range(z.size):
+            y[j] = F.relu(z[j])
+    else:
+        for j in range(z.size):
+            y[j] = F.act_forward(z[j], code, alpha)
+
+
+@njit(cache=True, inline="always")
+def derivative_span(dy, saved, code, alpha, dz):
+    """dz[j] = dy[j] f'(saved[j]) over 1-D spans (saved: y or z; unread for linear)."""
+    if code == LINEAR:
+        for j in range(dy.size):
+            dz[j] = dy[j]
+    elif code == RELU:
+        for j in range(dy.size):
+            dz[j] = F.relu_derivative(dy[j], saved[j])
+    else:
+        for j in range(dy.size):
+            dz[j] = F.act_derivative(dy[j], saved[j], code, alpha)
 
 
 @njit(cache=True, parallel=True)
 def activation_forward(z, code, alpha, y):
-    """y = f(z) for 2-D z: elementwise, or softmax/log_softmax along the rows; y may be z."""
-    if code >= SOFTMAX:
+    """y = f(z) for 2-D z: elementwise in even_chunk pieces, or softmax/log_softmax along rows."""
+    if F.is_rowwise(code):
         for i in prange(z.shape[0]):
             rowwise_forward(z, y, i, code)
         return
@@ -51,13 +89,15 @@ def activation_forward(z, code, alpha, y):
     n = zf.size
     size = even_chunk(n)
     for c in prange(-(-n // size)):
-        _forward_chunk(zf, code, alpha, yf, c * size, min(n, (c + 1) * size))
+        lo = c * size
+        hi = min(n, lo + size)
+        forward_span(zf[lo:hi], code, alpha, yf[lo:hi])
 
 
 @njit(cache=True, parallel=True)
 def activation_backward(dy, saved, code, alpha, dz):
-    """dz = dy * f'(.) for 2-D dy, with saved = y or z (anything of dy's shape, e.g. dy, for linear); dz may be dy."""
-    if code >= SOFTMAX:
+    """dz = dy * f'(.) for 2-D dy, with saved = y or z (anything of dy's shape, e.g. dy, for linear)."""
+    if F.is_rowwise(code):
         for i in prange(dy.shape[0]):
             rowwise_derivative(dy, saved, dz, i, code)
         return
@@ -67,27 +107,26 @@ def activation_backward(dy, saved, code, alpha, dz):
     n = dyf.size
     size = even_chunk(n)
     for c in prange(-(-n // size)):
-        _backward_chunk(dyf, sf, code, alpha, dzf, c * size, min(n, (c + 1) * size))
+        lo = c * size
+        hi = min(n, lo + size)
+        derivative_span(dyf[lo:hi], sf[lo:hi], code, alpha, dzf[lo:hi])
 
 
 @njit(cache=True)
 def activation_forward_serial(z, code, alpha, y):
     """activation_forward on the calling thread (small arrays)."""
-    if code >= SOFTMAX:
+    if F.is_rowwise(code):
         for i in range(z.shape[0]):
             rowwise_forward(z, y, i, code)
         return
-    zf = z.reshape(-1)
-    _forward_chunk(zf, code, alpha, y.reshape(-1), 0, zf.size)
+    forward_span(z.reshape(-1), code, alpha, y.reshape(-1))
 
 
 @njit(cache=True)
 def activation_backward_serial(dy, saved, code, alpha, dz):
     """activation_backward on the calling thread (small arrays)."""
-    if code >= SOFTMAX:
+    if F.is_rowwise(code):
         for i in range(dy.shape[0]):
             rowwise_derivative(dy, saved, dz, i, code)
         return
-    dyf = dy.reshape(-1)
-    sf = saved.reshape(-1)
-    _backward_chunk(dyf, sf, code, alpha, dz.reshape(-1), 0, dyf.size)
+    derivative_span(dy.reshape(-1), saved.reshape(-1), code, alpha, dz.reshape(-1))

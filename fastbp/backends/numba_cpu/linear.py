@@ -1,20 +1,20 @@
 """Dense layer kernels: the product by BLAS on tiles, bias + activation (+ derivative, + bias
 gradient) fused around it, all tiles in one ``prange``.
 
-Tiling depends only on the shape, never on the thread count, and every tile is one
-single-threaded BLAS call followed by its epilogue on the same thread while the tile is in
-cache: results are bitwise identical for any number of threads (see ``_threads`` for why the BLAS
-runs single-threaded inside). The BLAS is fastbp's own one-thread OpenBLAS (``_blas``); Numba's
-on-disk cache checks only this file's stamp, so a change of binding in ``_blas`` must come with an
-edit here (and in ``fastbp/nn/_compiled.py``) or old cached kernels keep calling the old one.
+Tiles come from :mod:`.._cpu.tiling` (the shape only, never the thread count), and every tile is
+one single-threaded BLAS call followed by its epilogue on the same thread while the tile is in
+cache: results are bitwise identical for any number of threads. Outputs never alias inputs,
+except dz, which is dy itself (dz_is_dy, nothing written) for the linear activation.
 """
 import numpy as np
 from numba import njit, prange
 
-from ..._tiling import DB_ROWS, SMALL_GEMM, tile_shape  # noqa: F401  (shared with the cython backend)
-from ..._tiling import plan_backward as _plan_backward
-from ._act import LINEAR, RELU, SOFTMAX, derivative, forward, rowwise_derivative, rowwise_forward
+from ...activations import LINEAR, RELU
+from .._cpu.tiling import DB_ROWS, tile_shape
+from .._cpu.tiling import plan_backward as _plan_backward
 from ._blas import gemm
+from ._formulas import F
+from .activation import rowwise_derivative, rowwise_forward
 
 
 @njit(cache=True)
@@ -43,13 +43,12 @@ def _forward_tile(x, w, b, code, alpha, y, z, r0, r1, c0, c1):
             pass
         elif code == RELU:
             for j in range(yr.size):
-                v = yr[j]
-                yr[j] = v if v > 0 else v * 0 + 0  # +0.0 for negatives, NaN stays NaN
-        elif code >= SOFTMAX:
+                yr[j] = F.relu(yr[j])
+        elif F.is_rowwise(code):  # (whole rows per tile)
             rowwise_forward(y, y, i, code)
         else:
             for j in range(yr.size):
-                yr[j] = forward(yr[j], code, alpha)
+                yr[j] = F.act_forward(yr[j], code, alpha)
 
 
 @njit(cache=True, parallel=True)
@@ -57,7 +56,7 @@ def linear_forward(x, w, b, code, alpha, y, z):
     """y = act(x @ w + b) (z = x @ w + b kept when z is not None); b and z may be None."""
     m, k = x.shape
     n = w.shape[1]
-    rb, cb = tile_shape(m, n, k, code >= SOFTMAX)
+    rb, cb = tile_shape(m, n, k, F.is_rowwise(code))
     n_rt = -(-m // rb)
     n_ct = -(-n // cb)
     for t in prange(n_rt * n_ct):
@@ -86,13 +85,13 @@ def _dz_chunk(dy, saved, code, alpha, dz, dz_is_dy, db_part, want_db, c, r0, r1)
         elif code == RELU:
             sr = saved[i]
             for j in range(n):
-                dzr[j] = dyr[j] if sr[j] > 0 else dyr[j] * 0
-        elif code >= SOFTMAX:
+                dzr[j] = F.relu_derivative(dyr[j], sr[j])
+        elif F.is_rowwise(code):
             rowwise_derivative(dy, saved, dz, i, code)
         else:
             sr = saved[i]
             for j in range(n):
-                dzr[j] = derivative(dyr[j], sr[j], code, alpha)
+                dzr[j] = F.act_derivative(dyr[j], sr[j], code, alpha)
     if want_db:
         acc = db_part[c]
         for j in range(n):
@@ -116,7 +115,7 @@ def _dw_tile(x, dz, dw, t, rb):
 @njit(cache=True, inline="always")
 def _dx_tile(dz, w, dx, t, cb):
     """Columns [t cb, (t + 1) cb) of dx = dz @ w.T. Column tiles, not row tiles: each packs only
-    its block of w (measured at 128x784x128: 185-195 us in 4 column tiles, 213-281 in 2 row tiles)."""
+    its block of w."""
     m, n = dz.shape
     k = w.shape[0]
     k0 = t * cb

@@ -4,16 +4,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-#: rows per chunk of the cross-entropy reduction; elements per chunk of the MSE reduction
-CE_ROWS = 64
-MSE_CHUNK = 1 << 14
+from .._cpu.tiling import CE_ROWS, MSE_CHUNK
+from ._formulas import F
 
 
 @njit(cache=True)
 def _ce_rows(logits, labels, targets, dlogits, r0, r1):
-    """Sum over rows [r0, r1) of the per-row loss (float64); writes dlogits rows (unscaled by 1/batch
-    until the end of the row). dlogits may be logits. Each exp(x - max) is computed once (libm's
-    exp does not vectorize: it is most of the kernel's time) and kept in float64."""
+    """Sum over rows [r0, r1) of the per-row loss (float64); writes those rows of dlogits when it is
+    not None (a one-hot row for a label). Each exp(x - max) is computed once and kept in float64."""
     batch, classes = logits.shape
     inv_batch = 1.0 / batch
     e = np.empty(classes, np.float64)
@@ -31,27 +29,25 @@ def _ce_rows(logits, labels, targets, dlogits, r0, r1):
             e[j] = ej
             s += ej
         log_s = math.log(s)
+        inv_s = 1.0 / s
         if labels is not None:
             lab = labels[i]
-            total += log_s - (float(row[lab]) - m)
+            total += F.cross_entropy_term(row[lab], m, log_s)
             if dlogits is not None:
                 out = dlogits[i]
-                inv_s = 1.0 / s
                 for j in range(classes):
-                    out[j] = e[j] * inv_s * inv_batch
-                out[lab] -= inv_batch
+                    out[j] = F.cross_entropy_grad(e[j], inv_s, 1.0, 1.0 if j == lab else 0.0, inv_batch)
         if targets is not None:  # (not "else": Numba prunes a branch only on its own variable)
             t = targets[i]
             t_sum = 0.0
             for j in range(classes):
                 tj = float(t[j])
                 t_sum += tj
-                total += tj * (log_s - (float(row[j]) - m))
+                total += tj * F.cross_entropy_term(row[j], m, log_s)
             if dlogits is not None:
                 out = dlogits[i]
-                inv_s = 1.0 / s
                 for j in range(classes):
-                    out[j] = (e[j] * inv_s * t_sum - float(t[j])) * inv_batch
+                    out[j] = F.cross_entropy_grad(e[j], inv_s, t_sum, t[j], inv_batch)
     return total
 
 
@@ -85,8 +81,7 @@ def _squares_chunk(pf, tf, lo, hi):
     """sum over [lo, hi) of (pred - target)^2, in float64."""
     acc = 0.0
     for j in range(lo, hi):
-        d = float(pf[j]) - float(tf[j])
-        acc += d * d
+        acc += F.squared_error(pf[j], tf[j])
     return acc
 
 
@@ -95,9 +90,8 @@ def _mse_chunk(pf, tf, gf, scale, lo, hi):
     """_squares_chunk, writing the gradient scale (pred - target) on the way."""
     acc = 0.0
     for j in range(lo, hi):
-        d = float(pf[j]) - float(tf[j])
-        acc += d * d
-        gf[j] = scale * d
+        acc += F.squared_error(pf[j], tf[j])
+        gf[j] = F.squared_error_grad(pf[j], tf[j], scale)
     return acc
 
 
@@ -106,7 +100,7 @@ def mse_loss(pred, target, dpred):
     """mean((pred - target)^2) and dpred = 2 (pred - target) / n when dpred is not None.
 
     (Two loops under a test of the argument itself: an Optional value made from ``dpred`` and
-    used inside a prange loop was passed to the parallel worker as garbage now and then.)"""
+    used inside a prange loop is not passed to the parallel worker reliably.)"""
     pf = pred.reshape(-1)
     tf = target.reshape(-1)
     n = pf.size

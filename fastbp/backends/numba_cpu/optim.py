@@ -1,16 +1,18 @@
-"""Optimizer kernels: one pass over memory, in place, scalars rounded once to the array dtype.
+"""Optimizer, norm and clipping kernels: one pass over memory, in place, scalars rounded once to the
+array dtype; the per-element formulas are :mod:`fastbp.formulas`'.
 
-Every loop body sits directly in a ``prange`` over fixed chunks of the flattened arrays: that is
-where Numba tells LLVM the arrays do not alias, so the loops vectorize (a serial loop over several
-arrays updated in place does not: about 10x slower measured here). Elementwise kernels cut the
-arrays into ``even_chunk`` pieces (equal, an even number); reductions into fixed CHUNK pieces.
+Every loop body sits directly in a ``prange`` over chunks of the flattened arrays: that is where
+Numba tells LLVM the arrays do not alias, so the loops vectorize (the same loop in a serial
+function does not). Elementwise kernels cut the arrays into ``even_chunk`` pieces (equal, an even
+number); reductions into fixed CHUNK pieces summed in order.
 """
 import math
 
 import numpy as np
 from numba import njit, prange
 
-from ..._tiling import CHUNK, even_chunk
+from .._cpu.tiling import CHUNK, even_chunk
+from ._formulas import F
 
 
 @njit(cache=True, parallel=True)
@@ -29,18 +31,13 @@ def sgd_update(p, g, velocity, lr, momentum, nesterov, weight_decay):
         ps, gs, vs = pf[lo:hi], gf[lo:hi], vf[lo:hi]
         if velocity is None:
             for j in range(ps.size):
-                ps[j] -= lr_ * (gs[j] + wd * ps[j])
+                ps[j] = F.sgd_step(ps[j], gs[j], lr_, wd)
         elif nesterov:
             for j in range(ps.size):
-                gj = gs[j] + wd * ps[j]
-                vj = mu * vs[j] + gj
-                vs[j] = vj
-                ps[j] -= lr_ * (gj + mu * vj)
+                ps[j], vs[j] = F.sgd_nesterov_step(ps[j], gs[j], vs[j], lr_, mu, wd)
         else:
             for j in range(ps.size):
-                vj = mu * vs[j] + gs[j] + wd * ps[j]
-                vs[j] = vj
-                ps[j] -= lr_ * vj
+                ps[j], vs[j] = F.sgd_momentum_step(ps[j], gs[j], vs[j], lr_, mu, wd)
 
 
 @njit(cache=True, parallel=True)
@@ -52,8 +49,8 @@ def adam_update(p, g, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, dec
     tp = pf.dtype.type
     b1, b2 = tp(beta1), tp(beta2)
     c1, c2 = tp(1.0 - beta1), tp(1.0 - beta2)
-    step_size = tp(lr / (1.0 - beta1**step))
-    inv_sqrt_bc2 = tp(1.0 / math.sqrt(1.0 - beta2**step))
+    step_size = tp(lr / F.bias_correction(beta1, step))
+    inv_sqrt_bc2 = tp(1.0 / math.sqrt(F.bias_correction(beta2, step)))
     eps_ = tp(eps)
     wd_l2 = tp(0.0 if decoupled else weight_decay)
     shrink = tp(1.0 - lr * weight_decay if decoupled else 1.0)
@@ -65,24 +62,18 @@ def adam_update(p, g, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, dec
         ps, gs, ms, vs, xs = pf[lo:hi], gf[lo:hi], mf[lo:hi], vf[lo:hi], xf[lo:hi]
         if vmax is None:
             for j in range(ps.size):
-                pj = ps[j] * shrink
-                gj = gs[j] + wd_l2 * pj
-                mj = b1 * ms[j] + c1 * gj
-                vj = b2 * vs[j] + c2 * gj * gj
+                pj, mj, vj = F.adam_moments(ps[j], gs[j], ms[j], vs[j], shrink, wd_l2, b1, c1, b2, c2)
                 ms[j] = mj
                 vs[j] = vj
-                ps[j] = pj - step_size * mj / (np.sqrt(vj) * inv_sqrt_bc2 + eps_)
+                ps[j] = F.adam_param(pj, mj, vj, step_size, inv_sqrt_bc2, eps_)
         else:
             for j in range(ps.size):
-                pj = ps[j] * shrink
-                gj = gs[j] + wd_l2 * pj
-                mj = b1 * ms[j] + c1 * gj
-                vj = b2 * vs[j] + c2 * gj * gj
+                pj, mj, vj = F.adam_moments(ps[j], gs[j], ms[j], vs[j], shrink, wd_l2, b1, c1, b2, c2)
                 ms[j] = mj
                 vs[j] = vj
-                xj = max(xs[j], vj)
+                xj = F.running_max(xs[j], vj)
                 xs[j] = xj
-                ps[j] = pj - step_size * mj / (np.sqrt(xj) * inv_sqrt_bc2 + eps_)
+                ps[j] = F.adam_param(pj, mj, xj, step_size, inv_sqrt_bc2, eps_)
 
 
 @njit(cache=True, parallel=True)
@@ -103,20 +94,17 @@ def rmsprop_update(p, g, sq_avg, grad_avg, momentum_buf, lr, rho, eps, weight_de
         hi = min(n, lo + size)
         ps, gs, ss, as_, bs = pf[lo:hi], gf[lo:hi], sf[lo:hi], af[lo:hi], bf[lo:hi]
         for j in range(ps.size):
-            gj = gs[j] + wd * ps[j]
-            sj = r * ss[j] + cr * gj * gj
+            gj, sj = F.rmsprop_square(ps[j], gs[j], ss[j], wd, r, cr)
             ss[j] = sj
             if centered:
-                aj = r * as_[j] + cr * gj
+                aj = F.moving_average(as_[j], gj, r, cr)
                 as_[j] = aj
                 sj = sj - aj * aj
-            step = gj / (np.sqrt(sj) + e)
+            step = F.rmsprop_direction(gj, sj, e)
             if use_buf:
-                bj = mu * bs[j] + step
-                bs[j] = bj
-                ps[j] -= lr_ * bj
-            else:
-                ps[j] -= lr_ * step
+                step = F.momentum_buffer(bs[j], step, mu)
+                bs[j] = step
+            ps[j] = F.descend(ps[j], lr_, step)
 
 
 @njit(cache=True, parallel=True)
@@ -130,8 +118,7 @@ def sum_of_squares(a):
         xs = af[c * CHUNK:min(n, (c + 1) * CHUNK)]
         acc = 0.0
         for j in range(xs.size):
-            x = float(xs[j])
-            acc += x * x
+            acc += F.square(xs[j])
         partial[c] = acc
     total = 0.0
     for c in range(n_chunks):
@@ -150,14 +137,11 @@ def max_abs(a):
         xs = af[c * CHUNK:min(n, (c + 1) * CHUNK)]
         acc = 0.0
         for j in range(xs.size):
-            x = abs(float(xs[j]))
-            if x > acc or x != x:  # a NaN, once seen, stays
-                acc = x
+            acc = F.abs_max(acc, xs[j])
         partial[c] = acc
     best = 0.0
     for c in range(n_chunks):
-        if partial[c] > best or partial[c] != partial[c]:
-            best = partial[c]
+        best = F.nan_max(best, partial[c])
     return best
 
 
@@ -185,5 +169,4 @@ def clip_value_(a, clip):
     for c in prange(-(-n // size)):
         xs = af[c * size:min(n, (c + 1) * size)]
         for j in range(xs.size):
-            x = xs[j]
-            xs[j] = hi_ if x > hi_ else (lo_ if x < lo_ else x)
+            xs[j] = F.clamp(xs[j], lo_, hi_)

@@ -1,14 +1,14 @@
-"""The OpenBLAS the CPU kernels call: a copy of their own, one thread, shared by the numba and
+"""The GEMM provider of the CPU kernels: the OpenBLAS they call: a copy of their own, one thread, shared by the numba and
 cython backends.
 
 ``scipy-openblas32`` (a dependency) is the OpenBLAS that NumPy's and SciPy's wheels are built
 from, published on PyPI. Loaded here, it is an instance no other library calls (NumPy and SciPy
 bundle their own, renamed copies), so it is pinned to one thread once, for good, and nothing else
-changes: the kernels split the work themselves (see :mod:`fastbp._blas_threads` for the trap of
+changes: the kernels split the work themselves (see :mod:`.blas_threads` for the trap of
 two thread pools), while NumPy's and SciPy's BLAS keep their threads.
 
 ``FASTBP_BLAS=scipy`` (or the package missing or unusable) makes the backends call SciPy's BLAS
-instead, pinned as :mod:`fastbp._blas_threads` says.
+instead, pinned as :mod:`.blas_threads` says.
 """
 from __future__ import annotations
 
@@ -56,9 +56,9 @@ class _AlreadyOneThread:
 
 def blas_pin():
     """The context manager a CPU backend enters around its kernels so that their BLAS runs on one
-    thread: nothing to do for the private copy, else :data:`fastbp._blas_threads.single_threaded_blas`."""
+    thread: nothing to do for the private copy, else :data:`.blas_threads.single_threaded_blas`."""
     if gemm_addresses() is not None:
         return _AlreadyOneThread()
-    from ._blas_threads import single_threaded_blas
+    from .blas_threads import single_threaded_blas
 
     return single_threaded_blas

@@ -1,10 +1,11 @@
-"""How the CPU backends split a dense layer's products into tiles: from the shape only.
+"""How the CPU backends cut their work into tiles and chunks: from the shape only.
 
-Tiling depends only on the shape, never on the thread count, and every tile is one
-single-threaded BLAS call followed by its epilogue on the same thread: results are bitwise
-identical for any number of threads (OpenBLAS's result does depend on how a product is split, so
-this is necessary, not cosmetic). The numba and cython backends share these plans; the functions
-compile into Numba kernels where Numba is installed and run as plain Python elsewhere.
+Every constant and plan here depends only on the shape, never on the thread count, and every
+tile is one single-threaded BLAS call followed by its epilogue on the same thread, and every
+reduction sums fixed chunks in a fixed order: results are bitwise identical for any number of
+threads (OpenBLAS's result does depend on how a product is split, so this is necessary, not
+cosmetic). The numba and cython backends both take their plans from here (the functions compile
+into Numba kernels where Numba is installed and run as plain Python for the cython backend).
 """
 try:
     from numba.extending import register_jitable as _jitable
@@ -12,28 +13,35 @@ except ImportError:  # the cython backend without Numba
     def _jitable(fn):
         return fn
 
-#: OpenBLAS's small-matrix kernels (no packing of the operands; SkylakeX/Zen4 builds) take
-#: products with m * n * k <= 100^3; such tiles measured 190-200 GFLOP/s here against 110-140 for
-#: NumPy's whole 32x784x128 and 128x784x128 products. Products below it run as one serial tile.
+#: products with m * n * k at most this run as one tile (OpenBLAS's small-matrix kernels take them
+#: without packing the operands); larger ones are cut into tiles of about this size
 SMALL_GEMM = 1_000_000
 #: at most this many small tiles; beyond, large tiles (each BLAS call packs its operands)
 MAX_SMALL_TILES = 64
-#: large tiles: two per 2 GFLOP of product (doubling), between 2 and MAX_LARGE_TILES
+#: large tiles: two per LARGE_TILE_FLOPS of product (doubling), between 2 and MAX_LARGE_TILES
 LARGE_TILE_FLOPS = 2_000_000_000
 MAX_LARGE_TILES = 16
-#: rows per chunk of the bias-gradient reduction (fixed, so db never depends on the thread count)
+#: rows per chunk of the bias-gradient reduction
 DB_ROWS = 64
-#: elementwise kernels (activations, optimizers): at most this many elements per chunk
+#: rows per chunk of the softmax cross-entropy reduction
+CE_ROWS = 64
+#: elements per chunk of the mean-squared-error reduction
+MSE_CHUNK = 1 << 14
+#: elementwise kernels (activations, optimizers): at most this many elements per chunk; also the
+#: fixed chunk of the norm reductions
 CHUNK = 1 << 14
+#: elementwise work (elements) below which a kernel runs on the calling thread (no parallel launch)
+SERIAL_ELEMENTS = 1 << 15
+#: rows gathered per parallel chunk of a training batch (fewer than two chunks: one thread)
+GATHER_ROWS = 32
 
 
 @_jitable
 def even_chunk(n):
     """Elements per chunk of an elementwise kernel over n elements: an even number of equal chunks
     of at most about CHUNK elements, a multiple of 64 (whole cache lines; on very large arrays the
-    rounding may make the count odd, where one chunk more no longer matters). 101,770 Adam parameters
-    in chunks of 2^14 were 7 chunks, 4 for one thread and 3 for the other (measured: Adam 8-20%
-    faster balanced). Reductions keep fixed CHUNK-sized chunks (their sums must not move)."""
+    rounding may make the count odd, where one chunk more no longer matters), so two threads get
+    equal shares. Reductions keep fixed CHUNK-sized chunks (their sums must not move)."""
     chunks = -(-n // CHUNK)
     if chunks <= 1:
         return max(n, 1)
@@ -45,9 +53,8 @@ def even_chunk(n):
 @_jitable
 def balanced_rows(m, rb):
     """Rows per tile when m rows are cut into tiles of at most rb rows (a multiple of 4): an even
-    number of tiles of equal size, rounded up to a multiple of 4. Uneven tiles leave a thread
-    idle: 784 rows at 240 gave tiles of 240, 240, 240 and 64 (one thread 480 rows, the other
-    304); balanced, 4 tiles of 196."""
+    number of tiles of equal size, rounded up to a multiple of 4 (784 rows at most 240 a tile:
+    4 tiles of 196, not 240, 240, 240 and 64)."""
     tiles = -(-m // rb)
     if tiles <= 1:
         return min(rb, m)
@@ -76,8 +83,7 @@ def tile_shape(m, n, k, whole_rows):
         tiles *= 2
     if tiles == 2 and n >= m and not whole_rows:
         # two tiles: halve the wider operand, so each single-threaded BLAS call packs the smaller
-        # share (mk + kn/2 instead of mk/2 + kn; at 1024^3, a tie in bytes, column halves measured
-        # 0.944-0.953 of NumPy's 2-thread x @ w against 0.913-0.928 for row halves)
+        # share (mk + kn/2 instead of mk/2 + kn; a tie goes to column halves, see the CHANGELOG)
         return m, -(-n // 2)
     rb = -(-m // tiles)
     if rb >= 16 or whole_rows:

@@ -1,7 +1,7 @@
-"""Thread counts of the pools fastbp uses."""
+"""Thread counts of the two CPU backends' pools (Numba's workers, the cython extension's OpenMP)."""
 from __future__ import annotations
 
-from . import _backend
+from ... import _backend
 
 
 def _loaded(name: str):
@@ -40,3 +40,13 @@ def get_num_threads() -> int:
         return numba.get_num_threads()
     cython_backend = _loaded("cython")
     return cython_backend.get_num_threads() if cython_backend is not None else 1
+
+
+def numba_threading_layer() -> str:
+    """The Numba threading layer in use (after the first parallel run), else the configured one."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return numba.config.THREADING_LAYER

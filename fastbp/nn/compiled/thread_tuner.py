@@ -2,12 +2,11 @@
 
 fastbp's results do not depend on the number of threads (tiles and reduction chunks depend on the
 shapes only), so the training loop may change it between chunks of steps without changing a
-single bit. On a machine where the cores are shared (a VM whose two vCPUs the host sometimes
-places where they slow each other), two threads are not always faster than one: measured here, one
-MNIST epoch at batch 32 took 0.37-0.43 s on two threads and 0.46-0.51 s on one for minutes, then
-0.92-0.95 s on two while one thread still took 0.51-0.53 s. ``ThreadTuner`` times chunks of about
-``CHUNK_S`` seconds on the thread count it is given and on half of it, runs the faster, and
-re-times the other every ``PROBE_EVERY`` chunks, since the machine's state changes.
+single bit. Where cores are shared (a VM whose vCPUs the host sometimes places where they slow
+each other), two threads are not always faster than one (the CHANGELOG has the figures).
+``ThreadTuner`` times chunks of about ``CHUNK_S`` seconds on the thread count it is given and on
+half of it, runs the faster, and re-times the other every ``PROBE_EVERY`` chunks, since the
+machine's state changes.
 """
 from __future__ import annotations
 
@@ -24,8 +23,8 @@ PROBE_EVERY = 8
 MAX_PROBE_EVERY = 64
 #: weight of a new measurement in a candidate's running step time
 NEW_WEIGHT = 0.5
-#: fewer threads run only when their steps are this much faster (two threads measured within a
-#: few percent of one in chunks where they were 15% faster over whole epochs: no flip-flopping)
+#: fewer threads run only when their steps are this much faster (chunk timings are noisier than
+#: whole epochs: no flip-flopping)
 SWITCH_MARGIN = 0.1
 
 

@@ -1,6 +1,6 @@
 """One thread pool at a time: SciPy's BLAS pinned to one thread while our kernels run, when the
 kernels call SciPy's BLAS (``FASTBP_BLAS=scipy``, or no ``scipy-openblas32``: see
-:mod:`fastbp._openblas`; fastbp's own OpenBLAS is on one thread for good and needs none of this).
+:mod:`.openblas`; fastbp's own OpenBLAS is on one thread for good and needs none of this).
 
 The numba and cython kernels get their parallelism from ``prange`` (Numba's workers, OpenMP) and
 call BLAS on tiles from inside it, so the BLAS they call must run single-threaded there: two pools on the same cores (OpenBLAS's pthreads and the OpenMP

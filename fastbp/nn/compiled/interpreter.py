@@ -1,23 +1,20 @@
-"""Whole training steps in compiled code, for models on the numba backend.
+"""The compiled interpreter: whole training steps of a lowered model, on the numba backend.
 
-``train_steps`` runs a chunk of steps (forward, loss, backward, clipping, optimizer) of a stack
-of Dense/Activation layers without returning to Python, calling the same raw kernels, with the
-same serial/parallel choices, as the Python loop does through ``fastbp.kernels``: the weights
-after a step are the same. The model is described by integer tables (see ``Sequential._compiled``),
-every buffer lives in a few flat arrays, allocated once. (The kernels compiled into these cached
-functions call fastbp's own OpenBLAS: see the note in ``backends/numba_cpu/linear.py``.)
+``train_steps`` runs a chunk of steps (gather, forward, loss, backward, clipping, optimizer) of a
+model lowered to an op table (:mod:`.lowering`) without returning to Python. It calls the numba
+backend's :mod:`~fastbp.backends.numba_cpu.dispatch`, the same functions and so the same
+serial/parallel choices ``fastbp.kernels`` makes: the weights after a step are the Python loop's.
+Every buffer lives in a few flat arrays, allocated once.
 """
 import math
 
 import numpy as np
 from numba import njit, prange
 
-from ..activations import LINEAR, NEEDS_OUTPUT, NEEDS_PREACT, SOFTMAX
-from ..backends.numba_cpu import activation as act_k
-from ..backends.numba_cpu import linear as lin_k
-from ..backends.numba_cpu import losses as loss_k
-from ..backends.numba_cpu import optim as opt_k
-from ..backends.numba_cpu.backend import SERIAL_ELEMENTS
+from ...activations import LINEAR
+from ...backends._cpu.tiling import GATHER_ROWS, SERIAL_ELEMENTS
+from ...backends.numba_cpu import dispatch as d
+from ...backends.numba_cpu import optim as opt_k
 
 # layer table columns
 KIND, CODE, N_IN, N_OUT, W_OFF, B_OFF, SAVED = range(7)
@@ -28,23 +25,15 @@ SPARSE_CE, DENSE_CE, MSE = 0, 1, 2
 OPT_SGD, OPT_ADAM, OPT_RMSPROP = 0, 1, 2
 
 
-def saved_code(needs):
-    return {NEEDS_OUTPUT: SAVED_Y, NEEDS_PREACT: SAVED_Z}.get(needs, SAVED_NONE)
-
-
 @njit(cache=True)
 def _view(buf, rows, cols):
     return buf[:rows * cols].reshape(rows, cols)
 
 
-#: rows gathered per parallel chunk (a batch smaller than two chunks is gathered on this thread)
-GATHER_ROWS = 32
-
-
 @njit(cache=True, inline="always")
 def _copy_rows(src, order, lo, dst, r0, r1):
-    """dst[r] = src[order[lo + r]] for r in [r0, r1), element by element: Numba's row-slice
-    assignment measured 3.5 GB/s here against 6.6 GB/s for this loop (random rows of MNIST)."""
+    """dst[r] = src[order[lo + r]] for r in [r0, r1), element by element (faster than Numba's
+    row-slice assignment)."""
     for r in range(r0, r1):
         s = src[order[lo + r]]
         d = dst[r]
@@ -79,33 +68,13 @@ def _forward(layers, alphas, params, xb, ys, zs, b):
         z = _view(zs[i], b, n_out)
         if kind == DENSE:
             w = params[layers[i, W_OFF]:layers[i, W_OFF] + n_in * n_out].reshape(n_in, n_out)
-            serial = lin_k.is_serial(b, n_out, n_in)
-            if layers[i, B_OFF] >= 0:
-                bias = params[layers[i, B_OFF]:layers[i, B_OFF] + n_out]
-                if serial and keep_z:
-                    lin_k.linear_forward_serial(h, w, bias, code, alphas[i], y, z)
-                elif serial:
-                    lin_k.linear_forward_serial(h, w, bias, code, alphas[i], y, None)
-                elif keep_z:
-                    lin_k.linear_forward(h, w, bias, code, alphas[i], y, z)
-                else:
-                    lin_k.linear_forward(h, w, bias, code, alphas[i], y, None)
-            else:
-                if serial and keep_z:
-                    lin_k.linear_forward_serial(h, w, None, code, alphas[i], y, z)
-                elif serial:
-                    lin_k.linear_forward_serial(h, w, None, code, alphas[i], y, None)
-                elif keep_z:
-                    lin_k.linear_forward(h, w, None, code, alphas[i], y, z)
-                else:
-                    lin_k.linear_forward(h, w, None, code, alphas[i], y, None)
+            b_off = max(layers[i, B_OFF], 0)
+            d.linear_forward_masked(h, w, params[b_off:b_off + n_out], layers[i, B_OFF] >= 0, code, alphas[i], y, z,
+                                    keep_z)
         else:
             if keep_z:
                 z[:, :] = h
-            if b * n_out >= SERIAL_ELEMENTS:
-                act_k.activation_forward(h, code, alphas[i], y)
-            else:
-                act_k.activation_forward_serial(h, code, alphas[i], y)
+            d.activation_forward(h, code, alphas[i], y)
         h = y
     return h
 
@@ -129,23 +98,11 @@ def _backward(layers, alphas, params, grads, xb, ys, zs, dxs, dzs, g, b, dummy):
             dw = grads[layers[i, W_OFF]:layers[i, W_OFF] + n_in * n_out].reshape(n_in, n_out)
             dz_is_dy = code == LINEAR
             dz = g if dz_is_dy else _view(dzs[i], b, n_out)
-            serial = lin_k.backward_is_serial(b, n_in, n_out, need_dx)
-            if layers[i, B_OFF] >= 0:
-                db = grads[layers[i, B_OFF]:layers[i, B_OFF] + n_out]
-                if serial:
-                    lin_k.linear_backward_serial(g, h_in, w, saved, code, alphas[i], dz, dz_is_dy, dx, need_dx, dw, db)
-                else:
-                    lin_k.linear_backward(g, h_in, w, saved, code, alphas[i], dz, dz_is_dy, dx, need_dx, dw, db)
-            else:
-                if serial:
-                    lin_k.linear_backward_serial(g, h_in, w, saved, code, alphas[i], dz, dz_is_dy, dx, need_dx, dw, None)
-                else:
-                    lin_k.linear_backward(g, h_in, w, saved, code, alphas[i], dz, dz_is_dy, dx, need_dx, dw, None)
+            b_off = max(layers[i, B_OFF], 0)
+            d.linear_backward_masked(g, h_in, w, saved, code, alphas[i], dz, dz_is_dy, dx, need_dx, dw,
+                                     grads[b_off:b_off + n_out], layers[i, B_OFF] >= 0)
         elif need_dx:
-            if b * n_out >= SERIAL_ELEMENTS:
-                act_k.activation_backward(g, saved, code, alphas[i], dx)
-            else:
-                act_k.activation_backward_serial(g, saved, code, alphas[i], dx)
+            d.activation_backward(g, saved, code, alphas[i], dx)
         g = dx
 
 
@@ -237,20 +194,14 @@ def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, p
         g = _view(gbuf, b, n_out)
         if loss_kind == SPARSE_CE:
             stats[1] += _correct(out, lbuf[:b], tbuf.reshape(-1, n_out), True)
-            if b * n_out >= SERIAL_ELEMENTS:
-                loss = loss_k.softmax_cross_entropy(out, lbuf[:b], None, g)
-            else:
-                loss = loss_k.softmax_cross_entropy_serial(out, lbuf[:b], None, g)
+            loss = d.softmax_cross_entropy(out, lbuf[:b], None, g)
         else:
             tb = _view(tbuf, b, n_out)
             stats[1] += _correct(out, lbuf, tb, False)
             if loss_kind == DENSE_CE:
-                if b * n_out >= SERIAL_ELEMENTS:
-                    loss = loss_k.softmax_cross_entropy(out, None, tb, g)
-                else:
-                    loss = loss_k.softmax_cross_entropy_serial(out, None, tb, g)
+                loss = d.softmax_cross_entropy(out, None, tb, g)
             else:
-                loss = loss_k.mse_loss(out, tb, g)
+                loss = d.mse_loss(out, tb, g)
         stats[0] += loss * b
         _backward(layers, alphas, params, grads, xb, ys, zs, dxs, dzs, g, b, xbuf)
         _optimize(params, grads, segments, opt, hyper, lrs[step - first], t0 + step - first + 1, s1, s2, s3, clip)

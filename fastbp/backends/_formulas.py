@@ -1,0 +1,31 @@
+"""Compile every formula of :mod:`fastbp.formulas` for one target (minitorch's pattern: one helper,
+jitted per target).
+
+``compile_formulas(jit)`` returns a module whose attributes are the formulas, each passed through
+``jit`` (``numba.njit(inline="always")`` for the numba backend, ``cuda.jit(device=True)`` for the
+cuda backend). A formula that calls another formula calls that one's compiled version: each is
+compiled from a copy of the function whose globals name the compiled formulas. The result is a
+real module, so ``@njit`` and ``@cuda.jit`` code reads ``F.relu`` as a compile-time constant.
+"""
+from __future__ import annotations
+
+import types
+
+from .. import formulas as _source
+
+
+def compile_formulas(jit, name: str) -> types.ModuleType:
+    """Every function in ``fastbp.formulas.__all__`` compiled with ``jit``, as module ``name``."""
+    module = types.ModuleType(name, f"fastbp.formulas compiled by {jit!r}")
+    namespace = dict(vars(_source))  # constants and math; the formulas are replaced below
+    for fname in _source.__all__:
+        fn = getattr(_source, fname)
+        copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+        copy.__qualname__, copy.__doc__, copy.__module__ = fn.__qualname__, fn.__doc__, fn.__module__
+        compiled = jit(copy)
+        namespace[fname] = compiled
+        setattr(module, fname, compiled)
+    for cname, value in vars(_source).items():  # constants (upper case) travel along
+        if cname.isupper():
+            setattr(module, cname, value)
+    return module

@@ -1,0 +1,312 @@
+"""Every scalar formula of the compiled kernels, written once.
+
+These are plain Python functions of scalars that use only :mod:`math`. Each compiled backend
+compiles these same functions for its target, so a formula cannot change in one backend only:
+
+* ``numba`` : ``numba.njit(inline="always")``, inlined into the ``@njit`` kernels;
+* ``cuda``  : ``numba.cuda.jit(device=True)``, inlined into the ``@cuda.jit`` kernels;
+* ``cython``: translated to ``cdef inline ... noexcept nogil`` C functions at build time
+  (``fastbp/backends/cython/_codegen.py`` writes ``_formulas.pxd`` from this file; the compiled
+  extension refuses to load when this file changed after it was built).
+
+:func:`fastbp.backends._formulas.compile_formulas` makes the first two. The NumPy reference
+(:mod:`fastbp.backends.numpy_ref`) is written independently, vectorized, as the tests' oracle.
+
+Annotations give the precision of each argument and result, which the Cython translation
+declares and the Numba targets follow by the same promotion rules (float32 op float64 -> float64):
+
+* ``Real``: float64 (C ``double``). Transcendental activations are evaluated in float64 and
+  rounded once when stored, so float32 results are correctly rounded or within one unit of it.
+* ``Elem``: the dtype of the arrays (float32 or float64; Cython's fused ``floating``). The
+  optimizer updates run in the array dtype with their scalars rounded once to it beforehand, as
+  PyTorch's do.
+* ``Code``: an integer activation code (:mod:`fastbp.activations`).
+
+The rules of the subset the translator accepts: one ``return`` per branch, ``if``/``else``
+statements and ``a if c else b`` expressions, assignments to plain names, arithmetic and
+comparisons, calls of ``math`` functions, ``float()``, ``abs()`` and other formulas of this module,
+module constants. Integer literals (``z * 0 + 0``) keep the operand's precision in every target.
+"""
+from __future__ import annotations
+
+import math
+
+from .activations import GELU, GELU_TANH, LEAKY_RELU, LINEAR, LOG_SOFTMAX, RELU, SIGMOID, SILU, SOFTMAX, TANH
+
+Real = float
+Elem = float
+Code = int
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+GELU_C = 0.044715
+INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+# ------------------------------------------------------------------------------- activations
+
+
+def is_rowwise(code: Code) -> bool:
+    """True for the activations computed along whole rows (softmax, log_softmax)."""
+    return code == SOFTMAX or code == LOG_SOFTMAX
+
+
+def sigmoid(z: Real) -> Real:
+    """1 / (1 + exp(-z)), taking exp of a non-positive number only (no overflow)."""
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def relu(z: Elem) -> Elem:
+    """max(z, 0) with +0.0 for every z <= 0 (also -0.0); NaN stays NaN."""
+    return z if z > 0 else z * 0 + 0
+
+
+def relu_derivative(dy: Elem, y: Elem) -> Elem:
+    """dy * 1[y > 0], with +0.0 where the unit is off; a NaN dy stays NaN."""
+    return dy if y > 0 else dy * 0 + 0
+
+
+def leaky_relu(z: Real, alpha: Real) -> Real:
+    """z if z > 0 else alpha z, with +0.0 (never -0.0) for z = -0.0 or alpha = 0."""
+    return z if z > 0 else z * alpha + 0
+
+
+def leaky_relu_derivative(dy: Real, y: Real, alpha: Real) -> Real:
+    """dy if y > 0 else alpha dy (alpha >= 0 keeps the sign of y), +0.0 rather than -0.0."""
+    return dy if y > 0 else dy * alpha + 0
+
+
+def gelu(z: Real) -> Real:
+    """z Phi(z) = z/2 (1 + erf(z / sqrt 2)) (the exact form)."""
+    return 0.5 * z * (1.0 + math.erf(z * INV_SQRT_2))
+
+
+def gelu_derivative(dy: Real, z: Real) -> Real:
+    """dy (Phi(z) + z phi(z))."""
+    cdf = 0.5 * (1.0 + math.erf(z * INV_SQRT_2))
+    return dy * (cdf + z * INV_SQRT_2PI * math.exp(-0.5 * z * z))
+
+
+def gelu_tanh(z: Real) -> Real:
+    """z/2 (1 + tanh(k (z + c z^3))), k = sqrt(2/pi), c = 0.044715."""
+    return 0.5 * z * (1.0 + math.tanh(SQRT_2_OVER_PI * (z + GELU_C * z * z * z)))
+
+
+def gelu_tanh_derivative(dy: Real, z: Real) -> Real:
+    """dy (1/2 (1 + t) + z/2 (1 - t^2) k (1 + 3 c z^2)), t = tanh(k (z + c z^3))."""
+    t = math.tanh(SQRT_2_OVER_PI * (z + GELU_C * z * z * z))
+    dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * z * z)
+    return dy * (0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * dt)
+
+
+def silu_derivative(dy: Real, z: Real) -> Real:
+    """dy s (1 + z (1 - s)), s = sigmoid(z)."""
+    s = sigmoid(z)
+    return dy * s * (1.0 + z * (1.0 - s))
+
+
+def softplus(z: Real) -> Real:
+    """log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)) (no overflow)."""
+    return (z if z > 0.0 else 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+def act_forward(z: Real, code: Code, alpha: Real) -> Real:
+    """f(z) for an elementwise activation code (the rowwise ones are not elementwise)."""
+    z = float(z)
+    if code == LINEAR:
+        return z
+    if code == RELU:
+        return relu(z)
+    if code == LEAKY_RELU:
+        return leaky_relu(z, alpha)
+    if code == SIGMOID:
+        return sigmoid(z)
+    if code == TANH:
+        return math.tanh(z)
+    if code == GELU:
+        return gelu(z)
+    if code == GELU_TANH:
+        return gelu_tanh(z)
+    if code == SILU:
+        return z * sigmoid(z)
+    return softplus(z)
+
+
+def act_derivative(dy: Real, s: Real, code: Code, alpha: Real) -> Real:
+    """dy * f'(.) for an elementwise activation; ``s`` is y or z, as fastbp.activations says."""
+    dy = float(dy)
+    s = float(s)
+    if code == LINEAR:
+        return dy
+    if code == RELU:
+        return relu_derivative(dy, s)
+    if code == LEAKY_RELU:
+        return leaky_relu_derivative(dy, s, alpha)
+    if code == SIGMOID:
+        return dy * s * (1.0 - s)
+    if code == TANH:
+        return dy * (1.0 - s * s)
+    if code == GELU:
+        return gelu_derivative(dy, s)
+    if code == GELU_TANH:
+        return gelu_tanh_derivative(dy, s)
+    if code == SILU:
+        return silu_derivative(dy, s)
+    return dy * sigmoid(s)  # softplus: f' = sigmoid(z)
+
+
+def softmax_term(z: Real, row_max: Real, inv_total: Real) -> Real:
+    """softmax(z)_j = exp(z_j - max) / sum_k exp(z_k - max)."""
+    return math.exp(float(z) - row_max) * inv_total
+
+
+def log_softmax_term(z: Real, log_sum_exp: Real) -> Real:
+    """log_softmax(z)_j = z_j - log sum_k exp(z_k)."""
+    return float(z) - log_sum_exp
+
+
+def softmax_derivative_term(dy: Real, y: Real, dot: Real) -> Real:
+    """softmax: dz_j = y_j (dy_j - sum_k dy_k y_k)."""
+    return float(y) * (float(dy) - dot)
+
+
+def log_softmax_derivative_term(dy: Real, y: Real, dy_sum: Real) -> Real:
+    """log_softmax: dz_j = dy_j - exp(y_j) sum_k dy_k."""
+    return float(dy) - math.exp(float(y)) * dy_sum
+
+
+# ------------------------------------------------------------------------------------ losses
+
+
+def cross_entropy_term(z: Real, row_max: Real, log_total: Real) -> Real:
+    """-log softmax(z)_j = log sum_k exp(z_k - max) - (z_j - max) (>= 0, no cancellation)."""
+    return log_total - (float(z) - row_max)
+
+
+def cross_entropy_grad(e: Real, inv_total: Real, target_sum: Real, target: Real, inv_batch: Real) -> Real:
+    """d loss / d z_j = (softmax_j sum_k t_k - t_j) / batch, with e = exp(z_j - max) (one-hot t:
+    target_sum = 1, target = 1[j = label])."""
+    return (e * inv_total * target_sum - float(target)) * inv_batch
+
+
+def squared_error(pred: Real, target: Real) -> Real:
+    """(pred - target)^2."""
+    d = float(pred) - float(target)
+    return d * d
+
+
+def squared_error_grad(pred: Real, target: Real, scale: Real) -> Real:
+    """scale (pred - target), scale = 2 / n for the mean."""
+    return scale * (float(pred) - float(target))
+
+
+# -------------------------------------------------------------------------------- optimizers
+
+
+def sgd_step(p: Elem, g: Elem, lr: Elem, wd: Elem) -> Elem:
+    """p - lr (g + wd p)."""
+    return p - lr * (g + wd * p)
+
+
+def sgd_momentum_step(p: Elem, g: Elem, v: Elem, lr: Elem, mu: Elem, wd: Elem) -> tuple[Elem, Elem]:
+    """v' = mu v + g + wd p;  p' = p - lr v'.  Returns (p', v')."""
+    v = mu * v + g + wd * p
+    return p - lr * v, v
+
+
+def sgd_nesterov_step(p: Elem, g: Elem, v: Elem, lr: Elem, mu: Elem, wd: Elem) -> tuple[Elem, Elem]:
+    """g' = g + wd p;  v' = mu v + g';  p' = p - lr (g' + mu v').  Returns (p', v')."""
+    g = g + wd * p
+    v = mu * v + g
+    return p - lr * (g + mu * v), v
+
+
+def bias_correction(beta: Real, step: Real) -> Real:
+    """1 - beta^t, with libm's pow (the same on every CPU backend; Numba's ``**`` of an integer
+    power multiplies repeatedly, which can differ in the last bit)."""
+    return 1.0 - math.pow(beta, float(step))
+
+
+def adam_moments(p: Elem, g: Elem, m: Elem, v: Elem, shrink: Elem, wd_l2: Elem, b1: Elem, c1: Elem, b2: Elem,
+                 c2: Elem) -> tuple[Elem, Elem, Elem]:
+    """p' = shrink p (AdamW's decoupled decay, shrink = 1 - lr wd; else 1);  g' = g + wd_l2 p'
+    (Adam's L2 term);  m' = b1 m + c1 g';  v' = b2 v + c2 g'^2 (c = 1 - b).  Returns (p', m', v')."""
+    p = p * shrink
+    g = g + wd_l2 * p
+    return p, b1 * m + c1 * g, b2 * v + c2 * g * g
+
+
+def adam_param(p: Elem, m: Elem, v: Elem, step_size: Elem, inv_sqrt_bc2: Elem, eps: Elem) -> Elem:
+    """p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), with step_size = lr / (1 - b1^t)
+    and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t)."""
+    return p - step_size * m / (math.sqrt(v) * inv_sqrt_bc2 + eps)
+
+
+def running_max(old: Elem, new: Elem) -> Elem:
+    """AMSGrad's max(vmax, v) (a NaN v is kept)."""
+    return old if old > new else new
+
+
+def rmsprop_square(p: Elem, g: Elem, s: Elem, wd: Elem, rho: Elem, one_minus_rho: Elem) -> tuple[Elem, Elem]:
+    """g' = g + wd p;  s' = rho s + (1 - rho) g'^2.  Returns (g', s')."""
+    g = g + wd * p
+    return g, rho * s + one_minus_rho * g * g
+
+
+def moving_average(a: Elem, x: Elem, rho: Elem, one_minus_rho: Elem) -> Elem:
+    """rho a + (1 - rho) x (centered RMSprop's mean gradient)."""
+    return rho * a + one_minus_rho * x
+
+
+def rmsprop_direction(g: Elem, s: Elem, eps: Elem) -> Elem:
+    """g' / (sqrt(s) + eps)."""
+    return g / (math.sqrt(s) + eps)
+
+
+def momentum_buffer(buf: Elem, step: Elem, mu: Elem) -> Elem:
+    """mu buf + step."""
+    return mu * buf + step
+
+
+def descend(p: Elem, lr: Elem, step: Elem) -> Elem:
+    """p - lr step."""
+    return p - lr * step
+
+
+# --------------------------------------------------------------------- norms and clipping
+
+
+def clamp(x: Elem, lo: Elem, hi: Elem) -> Elem:
+    """min(max(x, lo), hi); NaN stays NaN."""
+    return hi if x > hi else (lo if x < lo else x)
+
+
+def abs_max(acc: Real, x: Real) -> Real:
+    """max(acc, |x|), where a NaN, once seen, stays."""
+    x = abs(float(x))
+    return x if x > acc or x != x else acc
+
+
+def nan_max(acc: Real, x: Real) -> Real:
+    """max(acc, x), where a NaN, once seen, stays."""
+    x = float(x)
+    return x if x > acc or x != x else acc
+
+
+def square(x: Real) -> Real:
+    """x^2 (in float64 for the global gradient norm)."""
+    x = float(x)
+    return x * x
+
+
+#: every formula, in the order the Cython translation writes them (callees before callers)
+__all__ = [
+    "is_rowwise", "sigmoid", "relu", "relu_derivative", "leaky_relu", "leaky_relu_derivative", "gelu",
+    "gelu_derivative", "gelu_tanh", "gelu_tanh_derivative", "silu_derivative", "softplus", "act_forward",
+    "act_derivative", "softmax_term", "log_softmax_term", "softmax_derivative_term", "log_softmax_derivative_term",
+    "cross_entropy_term", "cross_entropy_grad", "squared_error", "squared_error_grad", "sgd_step",
+    "sgd_momentum_step", "sgd_nesterov_step", "bias_correction", "adam_moments", "adam_param", "running_max", "rmsprop_square",
+    "moving_average", "rmsprop_direction", "momentum_buffer", "descend", "clamp", "abs_max", "nan_max", "square",
+]

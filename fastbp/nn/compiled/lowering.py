@@ -1,0 +1,118 @@
+"""Lowering a Sequential model to the compiled interpreter's tables, and the epoch runner.
+
+:func:`lower` turns the model's layers into an integer op table (one row per layer: kind,
+activation code, widths, offsets of its weights in the flat parameter buffer, what the backward
+pass keeps), allocates every work buffer once for the batch size, and returns a function that
+runs one epoch's steps in compiled chunks, each on the thread count :mod:`.thread_tuner` picks.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ...activations import NEEDS_OUTPUT, NEEDS_PREACT
+from ..schedules import learning_rate_at
+from . import interpreter as C
+from .thread_tuner import ThreadTuner, adaptive_threads_enabled
+
+
+def supports(model) -> bool:
+    """Whole steps run in compiled code when the kernels resolve to the numba backend and every
+    layer has an op in the interpreter."""
+    from ..._backend import selected_name
+    from ..layers import Activation, Dense
+
+    try:
+        return selected_name(model.backend) == "numba" and all(
+            type(layer) in (Dense, Activation) for layer in model.layers)
+    except Exception:  # no backend at all: the Python loop reports it properly
+        return False
+
+
+def _saved_code(needs):
+    return {NEEDS_OUTPUT: C.SAVED_Y, NEEDS_PREACT: C.SAVED_Z}.get(needs, C.SAVED_NONE)
+
+
+def layer_table(model) -> np.ndarray:
+    """One row per layer: KIND, CODE, N_IN, N_OUT, W_OFF, B_OFF (-1: none), SAVED."""
+    from ..layers import Dense
+
+    rows = []
+    first_segment = 0
+    for i, layer in enumerate(model.layers):
+        act = model._act(i)
+        start = model.segments[first_segment][0] if layer.weights else -1
+        first_segment += len(layer.params_shapes())
+        dense = isinstance(layer, Dense)
+        rows.append([C.DENSE if dense else C.ACTIVATION, act.code, model.widths[i], model.widths[i + 1],
+                     start if dense else -1, start + layer.n_in * layer.units if dense and layer.use_bias else -1,
+                     _saved_code(act.needs)])
+    return np.array(rows, np.int64)
+
+
+def lower(model, x, y, batch):
+    """A function ``run(order, steps, progress) -> (sum of losses x rows, correct)`` that trains one
+    epoch over ``x[order]`` in compiled code (``progress``: a ProgressBar or None)."""
+    import numba
+    from numba.typed import List
+
+    from ...backends.numba_cpu import single_threaded_blas
+
+    dt = model.dtype
+    layers = layer_table(model)
+    alphas = np.array([float(layer.alpha) for layer in model.layers])
+    segments = np.array(model.segments, np.int64)
+    ys, zs, dxs, dzs = List(), List(), List(), List()
+    for i in range(len(model.layers)):
+        for lst, width in ((ys, model.widths[i + 1]), (zs, model.widths[i + 1]), (dxs, model.widths[i]),
+                           (dzs, model.widths[i + 1])):
+            lst.append(np.empty(batch * width, dt))
+    n_out = model.widths[-1]
+    gbuf, xbuf = np.empty(batch * n_out, dt), np.empty(batch * model.widths[0], dt)
+    lbuf, tbuf = np.empty(batch, np.intp), np.empty(batch * n_out, dt)
+    sparse = y.ndim == 1
+    labels = y if sparse else np.empty(0, np.intp)
+    targets = np.empty((0, n_out), dt) if sparse else y
+    loss_kind = C.SPARSE_CE if sparse else C.DENSE_CE if model.loss.needs_logits else C.MSE
+    opt = model.optimizer
+    if len(opt._state) != opt._slots():
+        opt.build(model.params)
+    clip = np.array([opt.clipvalue or 0.0, opt.clipnorm or 0.0, opt.global_clipnorm or 0.0])
+    threads_as_set = numba.get_num_threads()
+    key = (threads_as_set, batch, adaptive_threads_enabled())
+    if key not in model._thread_tuners:  # kept by the model across fit() calls
+        model._thread_tuners[key] = ThreadTuner(*key[::2])
+    tuner = model._thread_tuners[key]
+
+    def run(order, steps, progress):
+        code, hyper, state = opt.compiled_spec()
+        dummy = np.empty(0, dt)
+        s = list(state) + [dummy] * (3 - len(state))
+        hyper = np.array(hyper, np.float64)
+        stats = np.zeros(2)
+        first = 0
+        try:
+            while first < steps:
+                # chunks of steps, each on the thread count that currently runs them fastest
+                # (the same bits on any count)
+                threads, chunk = tuner.choose()
+                last = min(steps, first + chunk)
+                lrs = np.array([learning_rate_at(opt.learning_rate, opt.iterations + k) for k in range(last - first)])
+                numba.set_num_threads(threads)
+                start = time.perf_counter()
+                with single_threaded_blas:  # one thread pool: the kernels split the work themselves
+                    C.train_steps(x, labels, targets, order, first, last, batch, layers, alphas, model.params,
+                                  model.grads, segments, ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind,
+                                  code, hyper, lrs, opt.iterations, s[0], s[1], s[2], clip, stats)
+                tuner.record(threads, time.perf_counter() - start, last - first)
+                opt.iterations += last - first
+                if progress is not None:
+                    seen = min(last * batch, len(order))
+                    progress.update(last - first, model._logs(stats[0] / seen, stats[1] / seen))
+                first = last
+        finally:
+            numba.set_num_threads(threads_as_set)
+        return float(stats[0]), int(stats[1])
+    run.tuner = tuner
+    return run
