@@ -23,7 +23,7 @@ def _environment_choice() -> str | None:
     return os.environ.get(ENV_VAR)
 
 
-try:  # os.environ.get costs ~1.5 us when the variable is absent (a KeyError inside); read the
+try:  # os.environ.get raises and catches a KeyError inside when the variable is absent; read the
     # mapping os.environ keeps in sync underneath instead (CPython), still on every call
     _ENV_DATA, _ENV_KEY, _decode = os.environ._data, os.environ.encodekey(ENV_VAR), os.environ.decodevalue
 
@@ -58,8 +58,10 @@ _CURRENT = contextvars.ContextVar("fastbp_backend", default=None)
 
 def register_backend(name: str, module: str, *, device: str = "cpu", auto_rank: int | None = None,
                      description: str = "") -> None:
-    """Register a backend: ``module`` is imported on first use; an ImportError (raised by the
-    module itself with a reason, or by a missing dependency) makes the backend unavailable."""
+    """Register a backend: ``module`` is imported on first use and checked against the kernel
+    protocol (:class:`fastbp.backends.KernelBackend`); an ImportError (raised by the module itself
+    with a reason, or by a missing dependency) or a missing protocol function makes the backend
+    unavailable, with the reason."""
     with _LOCK:
         _REGISTRY[name] = _Entry(name, module, device, auto_rank, description)
         _AUTO.clear()
@@ -73,6 +75,12 @@ def _probe(entry: _Entry) -> None:
             return
         try:
             module = importlib.import_module(entry.module)
+            from .backends import missing_members
+
+            missing = missing_members(module)
+            if missing:
+                raise TypeError(f"module {entry.module} does not implement the kernel protocol "
+                                f"(fastbp.backends.KernelBackend): no {', '.join(missing)}")
             for attr, value in (("NAME", entry.name), ("DEVICE", entry.device)):
                 if not hasattr(module, attr):  # what kernels.py reads to keep arrays where they belong
                     setattr(module, attr, value)

@@ -21,21 +21,108 @@ ACTIVATIONS = A.NAMES
 AWKWARD_SHAPES = [
     (1, 1, 1), (1, 7, 3), (13, 1, 5), (7, 11, 1), (2, 257, 3), (257, 3, 2), (31, 17, 29),
     (0, 5, 3), (64, 784, 128),
+    # cross the cuda simulator geometry's 8x8 product tiles and its 4-deep inner step, leaving
+    # partial tiles (config.SIMULATOR), while staying small enough for the simulator
+    (9, 13, 11), (3, 5, 17),
 ]
 
 
 def cpu_backends():
-    """Every available backend that takes host arrays (the cuda backend is tested on device arrays
-    in tests/test_cuda.py)."""
+    """Every available backend that takes host arrays."""
     from fastbp._backend import device_of
 
     return [b for b in fastbp.available_backends() if device_of(b) == "cpu"]
 
 
 def other_backends():
-    """Every available CPU backend except the reference itself (the conformance suite's
-    parameters; the cuda backend has its own suite on device arrays, tests/test_cuda.py)."""
+    """Every available CPU backend except the reference itself (see :func:`conformance_backends`
+    for the list with the cuda backend)."""
     return [b for b in cpu_backends() if b != "numpy"]
+
+
+def conformance_backends():
+    """Every available backend except the reference itself, the cuda backend included (on a GPU
+    or on Numba's CUDA simulator; tests/conftest.py chooses): the conformance suite's targets."""
+    return [b for b in fastbp.available_backends() if b != "numpy"]
+
+
+class Target:
+    """Where a backend computes, for tests that run the same case on every backend.
+
+    ``put(a)`` moves a host array to where backend ``name`` computes (itself for CPU backends, a
+    Numba device array for cuda; None stays None), ``get(a)`` brings a result back as a host
+    numpy array, ``empty(shape, dtype)`` allocates there. ``shapes(list)`` keeps the shapes the
+    target can afford: everything, except on Numba's CUDA simulator, where every GPU thread is a
+    Python thread (a 64x64x64 product takes seconds), which keeps the shapes whose every dimension
+    is at most :attr:`SIMULATOR_MAX_DIM` (the empty batch included).
+
+    Use it as a context manager around a test: on the simulator it sets the small launch geometry
+    (``fastbp.backends.cuda.config.SIMULATOR``: 8x8 tiles, 16-thread blocks, 4-block reduction
+    grids) that the affordable shapes still cross, and restores the previous one afterwards.
+    """
+
+    SIMULATOR_MAX_DIM = 17
+
+    def __init__(self, name):
+        from fastbp._backend import device_of
+
+        self.name = name
+        self.device = device_of(name)
+        self.simulated = False
+        if self.device == "cuda":
+            from fastbp.backends.cuda import _jit
+
+            self.simulated = bool(_jit.SIMULATOR)
+        self._previous = None
+
+    def __repr__(self):
+        return f"Target({self.name!r}{', simulated' if self.simulated else ''})"
+
+    def __enter__(self):
+        if self.simulated:
+            from fastbp.backends.cuda import config
+
+            self._previous = config.configure(**config.SIMULATOR)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            from fastbp.backends.cuda import config
+
+            config.restore(self._previous)
+            self._previous = None
+        return False
+
+    def put(self, a):
+        if a is None or self.device == "cpu":
+            return a
+        from numba import cuda
+
+        return cuda.to_device(np.ascontiguousarray(a))
+
+    def get(self, a):
+        """``a`` (a result of this target's backend) as a host numpy array; checks that it lies
+        where the backend computes (a host array from cuda, or a device array from a CPU
+        backend, is an error)."""
+        if self.device == "cpu":
+            assert isinstance(a, np.ndarray), f"backend {self.name!r} returned {type(a).__name__}, not a numpy array"
+            return a
+        assert not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host"), \
+            f"backend {self.name!r} returned {type(a).__name__}, not a device array"
+        return a.copy_to_host()
+
+    def empty(self, shape, dtype):
+        if self.device == "cpu":
+            return np.empty(shape, dtype)
+        from numba import cuda
+
+        return cuda.device_array(shape, dtype)
+
+    def affordable(self, shape):
+        return not self.simulated or all(d <= self.SIMULATOR_MAX_DIM for d in shape)
+
+    def shapes(self, shapes):
+        return [s for s in shapes if self.affordable(s)]
 
 
 def assert_close(got, ref, dtype, scale=None):

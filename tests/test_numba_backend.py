@@ -82,8 +82,8 @@ def test_kernels_are_cached_on_disk_for_a_fresh_process(tmp_path):
     (not on seconds) keeps this test exact on a noisy machine: Numba's event API counts them."""
     script = _run_every_kernel_script() + textwrap.dedent("""
         from numba.core.registry import CPUDispatcher
-        from fastbp.backends.numba_cpu import activation, linear, losses, optim
-        kernels = [obj for mod in (activation, linear, losses, optim) for obj in vars(mod).values()
+        from fastbp.backends.numba_cpu import activation, dispatch, linear, losses, optim
+        kernels = [obj for mod in (activation, dispatch, linear, losses, optim) for obj in vars(mod).values()
                    if isinstance(obj, CPUDispatcher)]
         print(sum(sum(k.stats.cache_misses.values()) for k in kernels),
               sum(sum(k.stats.cache_hits.values()) for k in kernels))
@@ -119,8 +119,8 @@ def test_caching_works_when_the_package_directory_is_read_only(tmp_path):
     home.mkdir()
     script = _run_every_kernel_script() + textwrap.dedent("""
         from numba.core.registry import CPUDispatcher
-        from fastbp.backends.numba_cpu import linear
-        print(sum(sum(k.stats.cache_hits.values()) for k in vars(linear).values() if isinstance(k, CPUDispatcher)))
+        from fastbp.backends.numba_cpu import dispatch
+        print(sum(sum(k.stats.cache_hits.values()) for k in vars(dispatch).values() if isinstance(k, CPUDispatcher)))
     """)
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
     env.update(HOME=str(home), PYTHONPATH=str(pkg_root))
@@ -210,3 +210,37 @@ def test_kernels_call_a_one_thread_openblas_of_their_own(tmp_path):
             dw = np.load(run_dir / f"{backend}_{dtype}_dw.npy")
             dw_ref = x.T @ (y.astype(np.float64) * (y > 0))
             assert np.all(np.abs(dw - dw_ref) <= rtol * (np.abs(x).T @ np.abs(y.astype(np.float64))))
+
+
+def test_a_change_in_a_file_the_kernels_compile_from_retires_their_cache(tmp_path):
+    """Numba checks a cached function against the one file that defines it; fastbp's kernels
+    inline code from others (the formulas, the tile plans, the BLAS binding). Its cache locators
+    (fastbp/backends/numba_cpu/_cache.py) stamp every fastbp kernel with all of those files: after
+    an edit of fastbp/formulas.py alone, a kernel defined in activation.py is compiled again."""
+    import shutil
+
+    pkg_root = tmp_path / "site"
+    shutil.copytree(os.path.dirname(fastbp.__file__), pkg_root / "fastbp",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    script = textwrap.dedent("""
+        import numpy as np
+        from fastbp.backends.numba_cpu import activation
+        z = np.linspace(-1, 1, 16).reshape(4, 4)
+        y = np.empty_like(z)
+        activation.activation_forward_serial(z, 1, 0.0, y)
+        k = activation.activation_forward_serial
+        print(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values()))
+    """)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(pkg_root)}
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                             cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return tuple(map(int, out.stdout.split()[-2:]))
+
+    assert run() == (1, 0)  # compiled
+    assert run() == (0, 1)  # loaded
+    with open(pkg_root / "fastbp" / "formulas.py", "a") as f:
+        f.write("\n# an edit\n")
+    assert run() == (1, 0)  # compiled again, though activation.py did not change

@@ -14,10 +14,21 @@ import types
 from .. import formulas as _source
 
 
+def _to_float64(x):
+    return float64(x)
+
+
 def compile_formulas(jit, name: str) -> types.ModuleType:
-    """Every function in ``fastbp.formulas.__all__`` compiled with ``jit``, as module ``name``."""
+    """Every function in ``fastbp.formulas.__all__`` compiled with ``jit``, as module ``name``.
+
+    ``float(x)`` in a formula means a conversion to float64 (as in Python and in the Cython
+    translation); Numba types ``float()`` of a float32 as float32, so the compiled copies call
+    ``numba.float64`` instead."""
+    from numba import float64
+
     module = types.ModuleType(name, f"fastbp.formulas compiled by {jit!r}")
     namespace = dict(vars(_source))  # constants and math; the formulas are replaced below
+    namespace["float"] = jit(types.FunctionType(_to_float64.__code__, {"float64": float64}, "float"))
     for fname in _source.__all__:
         fn = getattr(_source, fname)
         copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)

@@ -3,15 +3,15 @@ kernels call SciPy's BLAS (``FASTBP_BLAS=scipy``, or no ``scipy-openblas32``: se
 :mod:`.openblas`; fastbp's own OpenBLAS is on one thread for good and needs none of this).
 
 The numba and cython kernels get their parallelism from ``prange`` (Numba's workers, OpenMP) and
-call BLAS on tiles from inside it, so the BLAS they call must run single-threaded there: two pools on the same cores (OpenBLAS's pthreads and the OpenMP
-workers) spin against each other (measured here: 8 ms instead of 0.3 ms for a 128x784x128 layer
-backward).
+call BLAS on tiles from inside it, so the BLAS they call must run single-threaded there: two
+pools on the same cores (OpenBLAS's pthreads and the OpenMP workers) spin against each other
+(an order of magnitude slower; the CHANGELOG has the figures).
 
 How that BLAS is pinned to one thread:
 
 * pip wheels: SciPy ships its own OpenBLAS, separate from NumPy's. It is pinned to one thread
-  once, when a numba or cython kernel first runs, and stays so: toggling it per call cost
-  5-8 us per kernel here (OpenBLAS wakes its threads when the count goes back up). NumPy's BLAS
+  once, when a numba or cython kernel first runs, and stays so: toggling it per call costs
+  microseconds per kernel (OpenBLAS wakes its threads when the count goes back up). NumPy's BLAS
   is untouched; only ``scipy.linalg`` runs single-threaded in such a process.
 * a BLAS shared with NumPy (conda, Linux distributions), or ``FASTBP_PIN_BLAS=0``: pinned for the
   duration of each kernel call and restored afterwards, so NumPy keeps its threads.

@@ -51,6 +51,15 @@ def even_chunk(n):
 
 
 @_jitable
+def ordered_sum(partial):
+    """The sum of a reduction's chunk partial sums (float64), in chunk order."""
+    total = 0.0
+    for c in range(partial.shape[0]):
+        total += partial[c]
+    return total
+
+
+@_jitable
 def balanced_rows(m, rb):
     """Rows per tile when m rows are cut into tiles of at most rb rows (a multiple of 4): an even
     number of tiles of equal size, rounded up to a multiple of 4 (784 rows at most 240 a tile:

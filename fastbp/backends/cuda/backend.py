@@ -11,6 +11,8 @@ Numba's CUDA simulator instead.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 try:
@@ -23,16 +25,20 @@ if not cuda.is_available():
                       "NUMBA_ENABLE_CUDASIM=1 runs the kernels on Numba's CUDA simulator")
 
 from ... import activations as A  # noqa: E402
+from ... import formulas  # noqa: E402
 from . import config  # noqa: E402
 from . import elementwise as ew  # noqa: E402
 from . import gemm, reduce, rows  # noqa: E402
 
 NAME, DEVICE = "cuda", "cuda"
-_ROWWISE = (A.SOFTMAX, A.LOG_SOFTMAX)
 
 
 def empty(shape, dtype):
     return cuda.device_array(shape, dtype)
+
+
+def copy_(dst, src):
+    dst.copy_to_device(src)
 
 
 def _flat(a):
@@ -61,7 +67,7 @@ def _rowwise_launch(m):
 
 def linear_forward(x, w, b, code, alpha, y, z):
     tiles = config.current().gemm(x.dtype)
-    rowwise = code in _ROWWISE
+    rowwise = formulas.is_rowwise(code)
     gemm.launch(x, w, y, bias=b, preact=z, code=A.LINEAR if rowwise else code, alpha=alpha, tiles=tiles)
     if rowwise and y.shape[0]:
         softmax, _, _ = rows.kernels(config.current().row_threads, config.current().rows_per_block)
@@ -70,16 +76,18 @@ def linear_forward(x, w, b, code, alpha, y, z):
 
 
 def _dz_and_db(dy, saved, code, alpha, dz, db):
-    """dz = dy * act'(saved) and db = column sums of dz, in one pass over dy (two for softmax)."""
+    """dz = dy * act'(saved) and db = column sums of dz, in one pass over dy (two for softmax);
+    dz None: the activation is linear and dz is dy (nothing written)."""
     m, n = dy.shape
+    write_dz = dz is not None
+    dz = dy if dz is None else dz
     g = config.current()
-    if code in _ROWWISE:
+    if formulas.is_rowwise(code):
         _, softmax_backward, _ = rows.kernels(g.row_threads, g.rows_per_block)
         grid, block = _rowwise_launch(m)
         if m:
             softmax_backward[grid, block](dy, saved, dz, code)
-        dy, code = dz, A.LINEAR  # db from the dz just written
-    write_dz = code != A.LINEAR or dz is not dy  # (in place over dy when dz is dy)
+        dy, code, write_dz = dz, A.LINEAR, False  # db from the dz just written
     if not write_dz and db is None:
         return
     chunks = max(1, -(-m // g.col_chunk))
@@ -98,6 +106,7 @@ def _dz_and_db(dy, saved, code, alpha, dz, db):
 def linear_backward(dy, x, w, saved, code, alpha, dz, dx, dw, db):
     tiles = config.current().gemm(x.dtype)
     _dz_and_db(dy, saved, code, alpha, dz, db)
+    dz = dy if dz is None else dz
     m, k = x.shape
     if m == 0:  # an empty batch: dw is a sum over nothing
         _fill_zero(dw)
@@ -116,7 +125,7 @@ def _fill_zero(a):
 def activation_forward(z, code, alpha, y):
     if z.size == 0:
         return
-    if code in _ROWWISE:
+    if formulas.is_rowwise(code):
         softmax, _, _ = rows.kernels(config.current().row_threads, config.current().rows_per_block)
         grid, block = _rowwise_launch(z.shape[0])
         softmax[grid, block](z, y, code)
@@ -128,7 +137,7 @@ def activation_forward(z, code, alpha, y):
 def activation_backward(dy, saved, code, alpha, dz):
     if dy.size == 0:
         return
-    if code in _ROWWISE:
+    if formulas.is_rowwise(code):
         _, softmax_backward, _ = rows.kernels(config.current().row_threads, config.current().rows_per_block)
         grid, block = _rowwise_launch(dy.shape[0])
         softmax_backward[grid, block](dy, saved, dz, code)
@@ -195,8 +204,8 @@ def adam_update(p, g, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, dec
     amsgrad = vmax is not None
     ew.adam_update[grid, threads](
         _flat(p), _flat(g), _flat(m), _flat(v), _flat(vmax if amsgrad else v), amsgrad,
-        tp(beta1), tp(beta2), tp(1.0 - beta1), tp(1.0 - beta2), tp(lr / (1.0 - beta1**step)),
-        tp(1.0 / np.sqrt(1.0 - beta2**step)), tp(eps), tp(0.0 if decoupled else weight_decay),
+        tp(beta1), tp(beta2), tp(1.0 - beta1), tp(1.0 - beta2), tp(lr / formulas.bias_correction(beta1, step)),
+        tp(1.0 / np.sqrt(formulas.bias_correction(beta2, step))), tp(eps), tp(0.0 if decoupled else weight_decay),
         tp(1.0 - lr * weight_decay if decoupled else 1.0))
 
 
@@ -231,11 +240,7 @@ def sum_of_squares(arrays):
 
 
 def max_abs(arrays):
-    best = 0.0
-    for peak in _per_array(arrays, 1, "max"):
-        if peak > best or peak != peak:
-            best = float(peak)
-    return best
+    return float(functools.reduce(formulas.nan_max, _per_array(arrays, 1, "max"), 0.0))
 
 
 def scale_(arrays, factor):

@@ -3,7 +3,7 @@
 Each thread handles elements i, i + G, i + 2G, ... (G threads in the grid), so consecutive threads
 touch consecutive addresses (coalesced) and one launch of a fixed grid covers any size. The
 optimizers read and write every array once; their scalars arrive already rounded to the array
-dtype (the same rounding as the CPU kernels), and the arithmetic is the CPU kernels', line for line.
+dtype (the same rounding as the CPU kernels), and the per-element formulas are :mod:`fastbp.formulas`'.
 """
 from __future__ import annotations
 
@@ -11,21 +11,21 @@ import math
 
 from numba import cuda
 
-from . import _act
+from ._formulas import F
 
 
 @cuda.jit
 def activation_forward(z, code, alpha, y):
     """y = act(z) elementwise (y may be z)."""
     for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        y[i] = _act.forward(z[i], code, alpha)
+        y[i] = F.act_forward(z[i], code, alpha)
 
 
 @cuda.jit
 def activation_backward(dy, saved, code, alpha, dz):
     """dz = dy * act'(saved) elementwise (dz may be dy)."""
     for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
-        dz[i] = _act.derivative(dy[i], saved[i], code, alpha)
+        dz[i] = F.act_derivative(dy[i], saved[i], code, alpha)
 
 
 @cuda.jit
@@ -33,16 +33,11 @@ def sgd_update(p, g, v, has_velocity, lr, mu, wd, nesterov):
     """g' = g + wd p;  v = mu v + g';  p -= lr (g' + mu v) (Nesterov) or lr v;  p -= lr g' without v."""
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
         if not has_velocity:
-            p[i] -= lr * (g[i] + wd * p[i])
+            p[i] = F.sgd_step(p[i], g[i], lr, wd)
         elif nesterov:
-            gi = g[i] + wd * p[i]
-            vi = mu * v[i] + gi
-            v[i] = vi
-            p[i] -= lr * (gi + mu * vi)
+            p[i], v[i] = F.sgd_nesterov_step(p[i], g[i], v[i], lr, mu, wd)
         else:
-            vi = mu * v[i] + g[i] + wd * p[i]
-            v[i] = vi
-            p[i] -= lr * vi
+            p[i], v[i] = F.sgd_momentum_step(p[i], g[i], v[i], lr, mu, wd)
 
 
 @cuda.jit
@@ -50,16 +45,13 @@ def adam_update(p, g, m, v, vmax, amsgrad, b1, b2, c1, c2, step_size, inv_sqrt_b
     """(AdamW) p *= 1 - lr wd, (Adam) g' = g + wd p; m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g'^2;
     amsgrad: vmax = max(vmax, v); p -= lr / (1 - b1^t) * m / (sqrt(v or vmax) / sqrt(1 - b2^t) + eps)."""
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        pi = p[i] * shrink
-        gi = g[i] + wd_l2 * pi
-        mi = b1 * m[i] + c1 * gi
-        vi = b2 * v[i] + c2 * gi * gi
+        pi, mi, vi = F.adam_moments(p[i], g[i], m[i], v[i], shrink, wd_l2, b1, c1, b2, c2)
         m[i] = mi
         v[i] = vi
         if amsgrad:
-            vi = max(vmax[i], vi)
+            vi = F.running_max(vmax[i], vi)
             vmax[i] = vi
-        p[i] = pi - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
+        p[i] = F.adam_param(pi, mi, vi, step_size, inv_sqrt_bc2, eps)
 
 
 @cuda.jit
@@ -67,20 +59,17 @@ def rmsprop_update(p, g, s, a, buf, centered, use_buf, lr, rho, one_minus_rho, e
     """s = rho s + (1 - rho) g'^2 (centered: a = rho a + (1 - rho) g', minus a^2);
     p -= lr g' / (sqrt(s) + eps), or through the momentum buffer."""
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        gi = g[i] + wd * p[i]
-        si = rho * s[i] + one_minus_rho * gi * gi
+        gi, si = F.rmsprop_square(p[i], g[i], s[i], wd, rho, one_minus_rho)
         s[i] = si
         if centered:
-            ai = rho * a[i] + one_minus_rho * gi
+            ai = F.moving_average(a[i], gi, rho, one_minus_rho)
             a[i] = ai
             si = si - ai * ai
-        step = gi / (math.sqrt(si) + eps)
+        step = F.rmsprop_direction(gi, si, eps)
         if use_buf:
-            bi = mu * buf[i] + step
-            buf[i] = bi
-            p[i] -= lr * bi
-        else:
-            p[i] -= lr * step
+            step = F.momentum_buffer(buf[i], step, mu)
+            buf[i] = step
+        p[i] = F.descend(p[i], lr, step)
 
 
 @cuda.jit
@@ -101,5 +90,4 @@ def fill_(a, value):
 def clip_value_(a, lo, hi):
     """a = clamp(a, lo, hi), in place (NaN stays NaN)."""
     for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
-        x = a[i]
-        a[i] = hi if x > hi else (lo if x < lo else x)
+        a[i] = F.clamp(a[i], lo, hi)

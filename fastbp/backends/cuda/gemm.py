@@ -13,7 +13,7 @@ with a row padding that keeps its staging stores conflict-free. Edges are handle
 the staged tiles and masking the stores, so any shape works with any tile.
 
 Epilogue: ``v = acc + bias[j]``; optionally ``preact[i, j] = v``; ``out[i, j] = act(v)``
-(:mod:`._act`). Accumulation is in the array dtype, one fixed order per tile geometry.
+(:mod:`fastbp.formulas`). Accumulation is in the array dtype, one fixed order per tile geometry.
 """
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ import functools
 import numpy as np
 from numba import cuda
 
-from . import _act, _jit
+from ...activations import LINEAR
+from . import _jit
+from ._formulas import F
 from .config import GemmTiles
 
 
@@ -181,7 +183,7 @@ def kernel(dtype: np.dtype, tiles: GemmTiles, trans_a: bool, trans_b: bool, code
     ntx, nty = tiles.threads
     nthreads = ntx * nty
     constants = dict(
-        cuda=cuda, dt=dt, act=_act.forward, CODE=code, TRANS_A=trans_a, TRANS_B=trans_b,
+        cuda=cuda, dt=dt, act=F.act_forward, CODE=code, TRANS_A=trans_a, TRANS_B=trans_b,
         BM=tiles.bm, BN=tiles.bn, BK=tiles.bk, NTX=ntx, NTY=nty, NTHREADS=nthreads,
         A_ROUNDS=tiles.bm * tiles.bk // nthreads, B_ROUNDS=tiles.bk * tiles.bn // nthreads,
         # padded rows keep a's transposed staging stores off one bank
@@ -196,7 +198,7 @@ def kernel(dtype: np.dtype, tiles: GemmTiles, trans_a: bool, trans_b: bool, code
     return cuda.jit(namespace["gemm"])
 
 
-def launch(a, b, out, *, trans_a=False, trans_b=False, bias=None, preact=None, code=_act.LINEAR,
+def launch(a, b, out, *, trans_a=False, trans_b=False, bias=None, preact=None, code=LINEAR,
            alpha=0.0, tiles: GemmTiles):
     """out = act(op(a) @ op(b) + bias), preact = op(a) @ op(b) + bias (see :func:`kernel`)."""
     m, n = out.shape

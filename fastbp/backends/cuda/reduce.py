@@ -15,11 +15,12 @@ import functools
 import math
 
 import numpy as np
-from numba import cuda
+from numba import cuda, float64
 
 from ._jit import device_function
 
-from . import _act
+from ...activations import LINEAR
+from ._formulas import F
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,8 +73,7 @@ def flat_kernels(threads: int):
         tid = cuda.threadIdx.x
         acc = 0.0
         for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
-            x = float(a[i])
-            acc += x * x
+            acc += F.square(a[i])
         total = block_sum(buf, tid, acc)
         if tid == 0:
             partial[cuda.blockIdx.x] = total
@@ -84,9 +84,7 @@ def flat_kernels(threads: int):
         tid = cuda.threadIdx.x
         acc = 0.0
         for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
-            x = abs(float(a[i]))
-            if x > acc or x != x:
-                acc = x
+            acc = F.abs_max(acc, a[i])
         best = block_max(buf, tid, acc)
         if tid == 0:
             partial[cuda.blockIdx.x] = best
@@ -94,15 +92,14 @@ def flat_kernels(threads: int):
     @cuda.jit
     def mse_stage1(pred, target, dpred, scale, need_grad, partial):
         """partial[block] = sum of (pred - target)^2 over this block's elements;
-        dpred = scale * (pred - target) where asked (scale = 2 / n). dpred may be pred."""
+        dpred = scale * (pred - target) where asked (scale = 2 / n)."""
         buf = cuda.shared.array(threads, np.float64)
         tid = cuda.threadIdx.x
         acc = 0.0
         for i in range(cuda.grid(1), pred.size, cuda.gridsize(1)):
-            d = float(pred[i]) - float(target[i])
-            acc += d * d
+            acc += F.squared_error(pred[i], target[i])
             if need_grad:
-                dpred[i] = scale * d
+                dpred[i] = F.squared_error_grad(pred[i], target[i], scale)
         total = block_sum(buf, tid, acc)
         if tid == 0:
             partial[cuda.blockIdx.x] = total
@@ -139,7 +136,7 @@ def flat_kernels(threads: int):
 def column_kernels(threads: int, code: int):
     """Stage 1 and 2 of the bias gradient, stage 1 fused with dz = dy * act'(saved) (``code``:
     an elementwise activation, a compile-time constant)."""
-    derivative = _act.derivative
+    derivative = F.act_derivative
 
     @cuda.jit
     def dz_colsum_stage1(dy, saved, alpha, dz, write_dz, need_sum, chunk, partial):
@@ -152,11 +149,11 @@ def column_kernels(threads: int, code: int):
         acc = 0.0
         for i in range(c * chunk, min(m, (c + 1) * chunk)):
             v = dy[i, j]
-            if code != _act.LINEAR:
+            if code != LINEAR:
                 v = derivative(dy[i, j], saved[i, j], code, alpha)
             if write_dz:
                 dz[i, j] = v
-            acc += float(dz[i, j]) if write_dz else float(v)
+            acc += float64(dz[i, j]) if write_dz else float64(v)
         if need_sum:
             partial[c, j] = acc
 

@@ -12,11 +12,12 @@ import functools
 import math
 
 import numpy as np
-from numba import cuda
+from numba import cuda, float64
 
 from ._jit import device_function
 
-from . import _act
+from ...activations import SOFTMAX
+from ._formulas import F
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,7 +49,7 @@ def kernels(row_threads: int, rows_per_block: int):
         best = -math.inf
         if live:
             for j in range(tx, n, rt):
-                x = float(z[i, j])
+                x = float64(z[i, j])
                 if x > best or x != x:
                     best = x
         return row_reduce(buf, ty, tx, best, True)
@@ -66,17 +67,17 @@ def kernels(row_threads: int, rows_per_block: int):
         total = 0.0
         if live:
             for j in range(tx, n, rt):
-                total += math.exp(float(z[i, j]) - mx)
+                total += math.exp(float64(z[i, j]) - mx)
         total = row_reduce(buf, ty, tx, total, False)
         if live:
-            if code == _act.SOFTMAX:
+            if code == SOFTMAX:
                 inv = 1.0 / total
                 for j in range(tx, n, rt):
-                    y[i, j] = math.exp(float(z[i, j]) - mx) * inv
+                    y[i, j] = F.softmax_term(z[i, j], mx, inv)
             else:
                 lse = mx + math.log(total)
                 for j in range(tx, n, rt):
-                    y[i, j] = float(z[i, j]) - lse
+                    y[i, j] = F.log_softmax_term(z[i, j], lse)
 
     @cuda.jit
     def softmax_backward(dy, y, dz, code):
@@ -90,17 +91,17 @@ def kernels(row_threads: int, rows_per_block: int):
         acc = 0.0
         if live:
             for j in range(tx, n, rt):
-                if code == _act.SOFTMAX:
-                    acc += float(dy[i, j]) * float(y[i, j])
+                if code == SOFTMAX:
+                    acc += float64(dy[i, j]) * float64(y[i, j])
                 else:
-                    acc += float(dy[i, j])
+                    acc += float64(dy[i, j])
         acc = row_reduce(buf, ty, tx, acc, False)
         if live:
             for j in range(tx, n, rt):
-                if code == _act.SOFTMAX:
-                    dz[i, j] = float(y[i, j]) * (float(dy[i, j]) - acc)
+                if code == SOFTMAX:
+                    dz[i, j] = F.softmax_derivative_term(dy[i, j], y[i, j], acc)
                 else:
-                    dz[i, j] = float(dy[i, j]) - math.exp(float(y[i, j])) * acc
+                    dz[i, j] = F.log_softmax_derivative_term(dy[i, j], y[i, j], acc)
 
     @cuda.jit
     def cross_entropy(logits, labels, targets, has_labels, dlogits, need_grad, row_loss, bad):
@@ -119,12 +120,12 @@ def kernels(row_threads: int, rows_per_block: int):
         s = 0.0
         if live:
             for j in range(tx, n, rt):
-                s += math.exp(float(logits[i, j]) - mx)
+                s += math.exp(float64(logits[i, j]) - mx)
         s = row_reduce(buf, ty, tx, s, False)
-        lse = 0.0
+        log_s = 0.0
         inv_s = 0.0
         if live:  # (rows past the end have s = 0)
-            lse = mx + math.log(s)
+            log_s = math.log(s)
             inv_s = 1.0 / s
         lab = 0
         z_lab = 0.0
@@ -139,30 +140,28 @@ def kernels(row_threads: int, rows_per_block: int):
                 elif lab < 0:
                     cuda.atomic.min(bad, 1, np.int64(lab))
                     lab = 0
-                z_lab = float(logits[i, lab])  # read before the barrier: dlogits may be logits
+                z_lab = float64(logits[i, lab])  # read before the barrier: dlogits may be logits
             else:
                 for j in range(tx, n, rt):
-                    tj = float(targets[i, j])
+                    tj = float64(targets[i, j])
                     t_sum += tj
-                    part += tj * (lse - float(logits[i, j]))
+                    part += tj * F.cross_entropy_term(logits[i, j], mx, log_s)
         t_sum = row_reduce(buf, ty, tx, t_sum, False)
         part = row_reduce(buf, ty, tx, part, False)
         if live:
             if has_labels:
                 if tx == 0:
-                    row_loss[i] = lse - z_lab
+                    row_loss[i] = F.cross_entropy_term(z_lab, mx, log_s)
                 if need_grad:
                     for j in range(tx, n, rt):
-                        g = math.exp(float(logits[i, j]) - mx) * inv_s * inv_batch
-                        if j == lab:
-                            g -= inv_batch
-                        dlogits[i, j] = g
+                        dlogits[i, j] = F.cross_entropy_grad(math.exp(float64(logits[i, j]) - mx), inv_s, 1.0,
+                                                             1.0 if j == lab else 0.0, inv_batch)
             else:
                 if tx == 0:
                     row_loss[i] = part
                 if need_grad:
                     for j in range(tx, n, rt):
-                        dlogits[i, j] = (math.exp(float(logits[i, j]) - mx) * inv_s * t_sum
-                                         - float(targets[i, j])) * inv_batch
+                        dlogits[i, j] = F.cross_entropy_grad(math.exp(float64(logits[i, j]) - mx), inv_s, t_sum,
+                                                             targets[i, j], inv_batch)
 
     return softmax_forward, softmax_backward, cross_entropy

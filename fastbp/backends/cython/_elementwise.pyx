@@ -183,33 +183,32 @@ def rmsprop_update(floating[::1] p, const floating[::1] g, floating[::1] s, floa
 
 
 def sum_of_squares(floating[::1] a, Py_ssize_t chunk, int num_threads):
-    """sum(a^2) accumulated in double, in fixed chunks of ``chunk`` elements summed in order."""
-    cdef Py_ssize_t n = a.shape[0], n_chunks = (n + chunk - 1) // chunk, c, i
-    cdef double[::1] partial = np.zeros(max(n_chunks, 1), np.float64)
-    cdef double acc, total = 0.0
-    for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
+    """The partial sums of a^2 (double) over fixed chunks of ``chunk`` elements (the caller adds
+    them in order)."""
+    cdef Py_ssize_t n = a.shape[0], c, i
+    partial = np.zeros((n + chunk - 1) // chunk, np.float64)
+    cdef double[::1] out = partial
+    cdef double acc
+    for c in prange(out.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
         acc = 0.0
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             acc = acc + F.square(a[i])
-        partial[c] = acc
-    for c in range(n_chunks):
-        total += partial[c]
-    return total
+        out[c] = acc
+    return partial
 
 
 def max_abs(floating[::1] a, Py_ssize_t chunk, int num_threads):
-    """max |a| (NaN if any element is NaN; 0 for an empty array), in fixed chunks."""
-    cdef Py_ssize_t n = a.shape[0], n_chunks = (n + chunk - 1) // chunk, c, i
-    cdef double[::1] partial = np.zeros(max(n_chunks, 1), np.float64)
-    cdef double acc, best = 0.0
-    for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
+    """max |a| over each fixed chunk (NaN where an element is NaN); the caller combines them."""
+    cdef Py_ssize_t n = a.shape[0], c, i
+    partial = np.zeros((n + chunk - 1) // chunk, np.float64)
+    cdef double[::1] out = partial
+    cdef double acc
+    for c in prange(out.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
         acc = 0.0
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             acc = F.abs_max(acc, a[i])
-        partial[c] = acc
-    for c in range(n_chunks):
-        best = F.nan_max(best, partial[c])
-    return best
+        out[c] = acc
+    return partial
 
 
 def scale_(floating[::1] a, double factor, Py_ssize_t size, int num_threads):

@@ -176,11 +176,12 @@ def rmsprop_update(p, g, sq_avg, grad_avg, momentum_buf, lr, rho, eps, weight_de
 
 
 def sum_of_squares(arrays):
-    return float(sum(_ew.sum_of_squares(_flat(a), _tiling.CHUNK, _num_threads) for a in arrays))
+    return float(sum(_tiling.ordered_sum(_ew.sum_of_squares(_flat(a), _tiling.CHUNK, _num_threads)) for a in arrays))
 
 
 def max_abs(arrays):
-    return functools.reduce(_nan_max, (_ew.max_abs(_flat(a), _tiling.CHUNK, _num_threads) for a in arrays), 0.0)
+    peaks = (functools.reduce(_nan_max, _ew.max_abs(_flat(a), _tiling.CHUNK, _num_threads), 0.0) for a in arrays)
+    return float(functools.reduce(_nan_max, peaks, 0.0))
 
 
 def scale_(arrays, factor):

@@ -3,7 +3,7 @@ the rows. (Arrays of other ranks are reshaped to one row for the elementwise act
 Outputs never alias inputs (the public layer serves the documented in-place uses)."""
 import math
 
-from numba import njit, prange
+from numba import float64, njit, prange
 
 from ...activations import LINEAR, RELU, SOFTMAX
 from .._cpu.tiling import even_chunk
@@ -18,10 +18,10 @@ def rowwise_forward(z, y, i, code):
     for j in range(1, n):
         if z[i, j] > m:
             m = z[i, j]
-    m = float(m)
+    m = float64(m)
     total = 0.0
     for j in range(n):
-        total += math.exp(float(z[i, j]) - m)
+        total += math.exp(float64(z[i, j]) - m)
     if code == SOFTMAX:
         inv = 1.0 / total
         for j in range(n):
@@ -39,12 +39,12 @@ def rowwise_derivative(dy, y, dz, i, code):
     acc = 0.0
     if code == SOFTMAX:
         for j in range(n):
-            acc += float(dy[i, j]) * float(y[i, j])
+            acc += float64(dy[i, j]) * float64(y[i, j])
         for j in range(n):
             dz[i, j] = F.softmax_derivative_term(dy[i, j], y[i, j], acc)
     else:
         for j in range(n):
-            acc += float(dy[i, j])
+            acc += float64(dy[i, j])
         for j in range(n):
             dz[i, j] = F.log_softmax_derivative_term(dy[i, j], y[i, j], acc)
 
@@ -84,13 +84,10 @@ def activation_forward(z, code, alpha, y):
         for i in prange(z.shape[0]):
             rowwise_forward(z, y, i, code)
         return
-    zf = z.reshape(-1)
-    yf = y.reshape(-1)
-    n = zf.size
-    size = even_chunk(n)
-    for c in prange(-(-n // size)):
-        lo = c * size
-        hi = min(n, lo + size)
+    zf, yf = z.reshape(-1), y.reshape(-1)
+    size = even_chunk(zf.size)
+    for c in prange(-(-zf.size // size)):
+        lo, hi = c * size, min(zf.size, (c + 1) * size)
         forward_span(zf[lo:hi], code, alpha, yf[lo:hi])
 
 
@@ -101,14 +98,10 @@ def activation_backward(dy, saved, code, alpha, dz):
         for i in prange(dy.shape[0]):
             rowwise_derivative(dy, saved, dz, i, code)
         return
-    dyf = dy.reshape(-1)
-    dzf = dz.reshape(-1)
-    sf = saved.reshape(-1)
-    n = dyf.size
-    size = even_chunk(n)
-    for c in prange(-(-n // size)):
-        lo = c * size
-        hi = min(n, lo + size)
+    dyf, sf, dzf = dy.reshape(-1), saved.reshape(-1), dz.reshape(-1)
+    size = even_chunk(dyf.size)
+    for c in prange(-(-dyf.size // size)):
+        lo, hi = c * size, min(dyf.size, (c + 1) * size)
         derivative_span(dyf[lo:hi], sf[lo:hi], code, alpha, dzf[lo:hi])
 
 

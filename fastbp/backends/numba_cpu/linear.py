@@ -151,7 +151,7 @@ def linear_backward(dy, x, w, saved, code, alpha, dz, dz_is_dy, dx, need_dx, dw,
     n_chunks = -(-m // DB_ROWS)
     want_db = db is not None
     db_part = np.empty((n_chunks if want_db else 0, n), np.float64)
-    # (a loop of one iteration runs on this thread: a parallel launch costs ~5 us)
+    # (a loop of one iteration runs on this thread: a parallel launch costs microseconds)
     if code != LINEAR or not dz_is_dy or want_db:
         if n_chunks == 1:
             _dz_chunk(dy, saved, code, alpha, dz, dz_is_dy, db_part, want_db, 0, 0, m)

@@ -2,9 +2,9 @@
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import float64, njit, prange
 
-from .._cpu.tiling import CE_ROWS, MSE_CHUNK
+from .._cpu.tiling import CE_ROWS, MSE_CHUNK, ordered_sum
 from ._formulas import F
 
 
@@ -22,10 +22,10 @@ def _ce_rows(logits, labels, targets, dlogits, r0, r1):
         for j in range(1, classes):
             if row[j] > m:
                 m = row[j]
-        m = float(m)
+        m = float64(m)
         s = 0.0
         for j in range(classes):
-            ej = math.exp(float(row[j]) - m)
+            ej = math.exp(float64(row[j]) - m)
             e[j] = ej
             s += ej
         log_s = math.log(s)
@@ -41,7 +41,7 @@ def _ce_rows(logits, labels, targets, dlogits, r0, r1):
             t = targets[i]
             t_sum = 0.0
             for j in range(classes):
-                tj = float(t[j])
+                tj = float64(t[j])
                 t_sum += tj
                 total += tj * F.cross_entropy_term(row[j], m, log_s)
             if dlogits is not None:
@@ -60,20 +60,17 @@ def softmax_cross_entropy(logits, labels, targets, dlogits):
     partial = np.empty(n_chunks, np.float64)
     for c in prange(n_chunks):
         partial[c] = _ce_rows(logits, labels, targets, dlogits, c * CE_ROWS, min(batch, (c + 1) * CE_ROWS))
-    total = 0.0
-    for c in range(n_chunks):
-        total += partial[c]
-    return total / batch
+    return ordered_sum(partial) / batch
 
 
 @njit(cache=True)
 def softmax_cross_entropy_serial(logits, labels, targets, dlogits):
     """softmax_cross_entropy on the calling thread (same chunked sum, so the same bits)."""
     batch = logits.shape[0]
-    total = 0.0
-    for c in range(-(-batch // CE_ROWS)):
-        total += _ce_rows(logits, labels, targets, dlogits, c * CE_ROWS, min(batch, (c + 1) * CE_ROWS))
-    return total / batch
+    partial = np.empty(-(-batch // CE_ROWS), np.float64)
+    for c in range(partial.size):
+        partial[c] = _ce_rows(logits, labels, targets, dlogits, c * CE_ROWS, min(batch, (c + 1) * CE_ROWS))
+    return ordered_sum(partial) / batch
 
 
 @njit(cache=True)
@@ -114,7 +111,4 @@ def mse_loss(pred, target, dpred):
         scale = 2.0 / n
         for c in prange(n_chunks):
             partial[c] = _mse_chunk(pf, tf, gf, scale, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK))
-    total = 0.0
-    for c in range(n_chunks):
-        total += partial[c]
-    return total / n
+    return ordered_sum(partial) / n

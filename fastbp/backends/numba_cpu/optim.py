@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._cpu.tiling import CHUNK, even_chunk
+from .._cpu.tiling import CHUNK, even_chunk, ordered_sum
 from ._formulas import F
 
 
@@ -111,37 +111,28 @@ def rmsprop_update(p, g, sq_avg, grad_avg, momentum_buf, lr, rho, eps, weight_de
 def sum_of_squares(a):
     """sum(a^2) accumulated in float64, in fixed chunks summed in order."""
     af = a.reshape(-1)
-    n = af.size
-    n_chunks = -(-n // CHUNK)
-    partial = np.empty(n_chunks, np.float64)
-    for c in prange(n_chunks):
-        xs = af[c * CHUNK:min(n, (c + 1) * CHUNK)]
+    partial = np.empty(-(-af.size // CHUNK), np.float64)
+    for c in prange(partial.size):
         acc = 0.0
-        for j in range(xs.size):
-            acc += F.square(xs[j])
+        for x in af[c * CHUNK:(c + 1) * CHUNK]:
+            acc += F.square(x)
         partial[c] = acc
-    total = 0.0
-    for c in range(n_chunks):
-        total += partial[c]
-    return total
+    return ordered_sum(partial)
 
 
 @njit(cache=True, parallel=True)
 def max_abs(a):
     """max |a| (NaN if any element is NaN; 0 for an empty array)."""
     af = a.reshape(-1)
-    n = af.size
-    n_chunks = -(-n // CHUNK)
-    partial = np.zeros(n_chunks, np.float64)
-    for c in prange(n_chunks):
-        xs = af[c * CHUNK:min(n, (c + 1) * CHUNK)]
+    partial = np.zeros(-(-af.size // CHUNK), np.float64)
+    for c in prange(partial.size):
         acc = 0.0
-        for j in range(xs.size):
-            acc = F.abs_max(acc, xs[j])
+        for x in af[c * CHUNK:(c + 1) * CHUNK]:
+            acc = F.abs_max(acc, x)
         partial[c] = acc
     best = 0.0
-    for c in range(n_chunks):
-        best = F.nan_max(best, partial[c])
+    for peak in partial:
+        best = F.nan_max(best, peak)
     return best
 
 
