@@ -1,9 +1,10 @@
 """The numba and cython backends give the same bits wherever no transcendental function is involved.
 
-Both split the products into the same tiles (fastbp._tiling, from the shape only), call the same
-one-thread BLAS on each, and run the same epilogues, chunked elementwise loops and fixed-chunk
-reductions in the same order: so every result without exp/log/tanh/erf (whose libm
-implementations differ) must agree to the last bit. A drifted chunk size, tile plan or
+Both split the products into the same tiles (fastbp.backends._cpu.tiling, from the shape only),
+call the same one-thread BLAS on each, and run the same formulas (fastbp/formulas.py), chunked
+elementwise loops and fixed-chunk reductions in the same order: so every result without
+exp/log/tanh/erf (which a platform's libm, or a vectorized math library Numba may pick up, can
+evaluate differently) must agree to the last bit. A drifted chunk size, tile plan or
 reduction order, or a compiler contracting ``a * b + c`` into one FMA in one backend only, shows
 here, where the conformance suite's tolerances would hide it. (The sign of zero is
 tests/test_signed_zero.py's business: assert_array_equal counts -0.0 equal to +0.0.)
