@@ -5,8 +5,9 @@ optional arrays of a layer table into the kernels' None arguments.
 launch, which costs microseconds), so results are bitwise identical for any thread count. They
 take ``None`` for an absent optional array and are what both ``fastbp.kernels`` (through
 :mod:`.backend`) and the compiled training loop (:mod:`fastbp.nn.compiled`) call. The
-``*_masked`` variants take every array plus flags saying which ones to use, for code whose
-arrays come from tables (Numba types ``None`` at compile time, so each combination is a branch).
+``*_masked`` variants (layers and optimizers) take every array plus flags saying which ones to
+use, for code whose arrays come from tables (Numba types ``None`` at compile time, so each
+combination is a branch: written here once).
 """
 from numba import njit
 
@@ -14,6 +15,7 @@ from .._cpu.tiling import SERIAL_ELEMENTS
 from . import activation as act_k
 from . import linear as lin_k
 from . import losses as loss_k
+from . import optim as opt_k
 
 
 @njit(cache=True)
@@ -90,3 +92,36 @@ def softmax_cross_entropy(logits, labels, targets, dlogits):
 def mse_loss(pred, target, dpred):
     """mean((pred - target)^2) and its gradient into dpred (when not None); returns the loss."""
     return loss_k.mse_loss(pred, target, dpred)
+
+
+@njit(cache=True)
+def sgd_update_masked(p, g, velocity, use_velocity, lr, momentum, nesterov, weight_decay):
+    """optim.sgd_update with the velocity buffer used only when use_velocity (plain SGD otherwise)."""
+    if use_velocity:
+        opt_k.sgd_update(p, g, velocity, lr, momentum, nesterov, weight_decay)
+    else:
+        opt_k.sgd_update(p, g, None, lr, 0.0, False, weight_decay)
+
+
+@njit(cache=True)
+def adam_update_masked(p, g, m, v, vmax, use_vmax, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """optim.adam_update with AMSGrad's vmax used only when use_vmax."""
+    if use_vmax:
+        opt_k.adam_update(p, g, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, decoupled)
+    else:
+        opt_k.adam_update(p, g, m, v, None, step, lr, beta1, beta2, eps, weight_decay, decoupled)
+
+
+@njit(cache=True)
+def rmsprop_update_masked(p, g, sq_avg, grad_avg, use_grad_avg, momentum_buf, use_momentum_buf, lr, rho, eps,
+                          weight_decay, momentum):
+    """optim.rmsprop_update with the centered mean (grad_avg) and the momentum buffer used only
+    where their flags say."""
+    if use_grad_avg and use_momentum_buf:
+        opt_k.rmsprop_update(p, g, sq_avg, grad_avg, momentum_buf, lr, rho, eps, weight_decay, momentum)
+    elif use_grad_avg:
+        opt_k.rmsprop_update(p, g, sq_avg, grad_avg, None, lr, rho, eps, weight_decay, 0.0)
+    elif use_momentum_buf:
+        opt_k.rmsprop_update(p, g, sq_avg, None, momentum_buf, lr, rho, eps, weight_decay, momentum)
+    else:
+        opt_k.rmsprop_update(p, g, sq_avg, None, None, lr, rho, eps, weight_decay, 0.0)

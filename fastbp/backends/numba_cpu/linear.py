@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...activations import LINEAR, RELU
-from .._cpu.tiling import DB_ROWS, tile_shape
+from .._cpu.tiling import DB_ROWS, SERIAL_ELEMENTS, tile_shape
 from .._cpu.tiling import plan_backward as _plan_backward
 from ._blas import gemm
 from ._formulas import F
@@ -127,7 +127,7 @@ def _dx_tile(dz, w, dx, t, cb):
 def backward_is_serial(m, k, n, need_dx):
     """True when both backward products are single tiles and dz is small: run on the calling thread."""
     n_dw, n_dx = _plan_backward(m, k, n, need_dx)[1::2]
-    return n_dw <= 1 and n_dx <= 1 and m * n < (1 << 15)
+    return n_dw <= 1 and n_dx <= 1 and m * n < SERIAL_ELEMENTS
 
 
 @njit(cache=True)

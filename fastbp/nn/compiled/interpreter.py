@@ -129,28 +129,15 @@ def _optimize(params, grads, segments, opt, hyper, lr, t, s1, s2, s3, clip):
     wd = hyper[3]
     flag = hyper[4] != 0
     if opt == OPT_ADAM:
-        if flag:
-            opt_k.adam_update(params, grads, s1, s2, s3, t, lr, hyper[0], hyper[1], hyper[2], wd, True)
-        else:
-            opt_k.adam_update(params, grads, s1, s2, None, t, lr, hyper[0], hyper[1], hyper[2], wd, True)
+        d.adam_update_masked(params, grads, s1, s2, s3, flag, t, lr, hyper[0], hyper[1], hyper[2], wd, True)
         return
     if wd != 0:  # Keras's decoupled weight decay
         opt_k.scale_(params, 1.0 - lr * wd)
     if opt == OPT_SGD:
-        if hyper[0] > 0:
-            opt_k.sgd_update(params, grads, s1, lr, hyper[0], flag, 0.0)
-        else:
-            opt_k.sgd_update(params, grads, None, lr, 0.0, False, 0.0)
+        d.sgd_update_masked(params, grads, s1, hyper[0] > 0, lr, hyper[0], flag, 0.0)
     else:
         mu = hyper[5]
-        if flag and mu > 0:
-            opt_k.rmsprop_update(params, grads, s1, s2, s3, lr, hyper[0], hyper[2], 0.0, mu)
-        elif flag:
-            opt_k.rmsprop_update(params, grads, s1, s2, None, lr, hyper[0], hyper[2], 0.0, 0.0)
-        elif mu > 0:
-            opt_k.rmsprop_update(params, grads, s1, None, s3, lr, hyper[0], hyper[2], 0.0, mu)
-        else:
-            opt_k.rmsprop_update(params, grads, s1, None, None, lr, hyper[0], hyper[2], 0.0, 0.0)
+        d.rmsprop_update_masked(params, grads, s1, s2, flag, s3, mu > 0, lr, hyper[0], hyper[2], 0.0, mu)
 
 
 @njit(cache=True)
