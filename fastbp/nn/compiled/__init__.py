@@ -1,6 +1,27 @@
 """A model lowered to a flat op table and trained by one compiled interpreter (numba backend):
 :mod:`.lowering` builds the tables and buffers, :mod:`.interpreter` runs whole steps,
-:mod:`.thread_tuner` picks the thread count chunk by chunk."""
-from .lowering import lower, supports
+:mod:`.thread_tuner` picks the thread count chunk by chunk. Importing this package needs no
+Numba (``supports`` says False where the numba backend does not run)."""
+
+
+def supports(model) -> bool:
+    """Whole steps run in compiled code when the kernels resolve to the numba backend and every
+    layer has an op in the interpreter."""
+    from ..._backend import selected_name
+    from ..layers import Activation, Dense
+
+    try:
+        return selected_name(model.backend) == "numba" and all(
+            type(layer) in (Dense, Activation) for layer in model.layers)
+    except Exception:  # no backend at all: the Python loop reports it properly
+        return False
+
+
+def lower(model, x, y, batch):
+    """:func:`.lowering.lower` (imported here: it compiles with Numba)."""
+    from .lowering import lower as _lower
+
+    return _lower(model, x, y, batch)
+
 
 __all__ = ["lower", "supports"]

@@ -17,19 +17,6 @@ from . import interpreter as C
 from .thread_tuner import ThreadTuner, adaptive_threads_enabled
 
 
-def supports(model) -> bool:
-    """Whole steps run in compiled code when the kernels resolve to the numba backend and every
-    layer has an op in the interpreter."""
-    from ..._backend import selected_name
-    from ..layers import Activation, Dense
-
-    try:
-        return selected_name(model.backend) == "numba" and all(
-            type(layer) in (Dense, Activation) for layer in model.layers)
-    except Exception:  # no backend at all: the Python loop reports it properly
-        return False
-
-
 def _saved_code(needs):
     return {NEEDS_OUTPUT: C.SAVED_Y, NEEDS_PREACT: C.SAVED_Z}.get(needs, C.SAVED_NONE)
 
