@@ -118,6 +118,36 @@ def test_failed_import_makes_a_backend_unavailable_with_the_reason():
         _backend._REGISTRY.pop("broken")
 
 
+def test_a_module_missing_part_of_the_protocol_is_unavailable_naming_it(monkeypatch):
+    import sys
+    import types
+
+    from fastbp.backends import PROTOCOL_MEMBERS, numpy_ref
+
+    mod = types.ModuleType("_fastbp_test_incomplete")
+    for name in PROTOCOL_MEMBERS:
+        if name not in ("adam_update", "copy_"):
+            setattr(mod, name, getattr(numpy_ref, name))
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    fastbp.register_backend("incomplete", mod.__name__)
+    try:
+        reason = fastbp.backend_status()["incomplete"]
+        assert reason.startswith("TypeError: module _fastbp_test_incomplete does not implement the kernel protocol")
+        assert reason.endswith("no copy_, adam_update")
+        with pytest.raises(fastbp.BackendUnavailableError, match="no copy_, adam_update"):
+            K.mse_loss(np.ones(2), np.ones(2), backend="incomplete")
+    finally:
+        _backend._REGISTRY.pop("incomplete")
+
+
+def test_every_backend_implements_the_protocol():
+    from fastbp.backends import KernelBackend, missing_members
+
+    for name in fastbp.available_backends():
+        module = _backend.load(name)
+        assert missing_members(module) == [] and isinstance(module, KernelBackend), name
+
+
 @pytest.mark.parametrize("m", [5, 31, 64, 128, 784, 1000, 4097])
 @pytest.mark.parametrize("rb", [4, 8, 60, 240])
 def test_row_tiles_are_balanced(m, rb):
