@@ -40,6 +40,14 @@ def _differ(a, b):
             f"{a.reshape(-1)[i]!r} (numba) != {b.reshape(-1)[i]!r} (cython)")
 
 
+def _layer(rng, shape, dtype):
+    """x (batch, in), w (in, out) scaled by 1/sqrt(in), b (out,): a layer's inputs."""
+    batch, n_in, n_out = shape
+    x = rng.standard_normal((batch, n_in)).astype(dtype)
+    w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
+    return x, w, (rng.standard_normal(n_out) * 0.1).astype(dtype)
+
+
 def _both(call):
     """call(backend) for numba and for cython: (numba's result, cython's result)."""
     return tuple(call(be) for be in PAIR)
@@ -50,9 +58,7 @@ def _both(call):
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 def test_linear_forward(activation, shape, dtype, rng):
     batch, n_in, n_out = shape
-    x = rng.standard_normal((batch, n_in)).astype(dtype)
-    w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
-    b = (rng.standard_normal(n_out) * 0.1).astype(dtype)
+    x, w, b = _layer(rng, shape, dtype)
     for bias in (b, None):
         for with_preact in (True, False):
             def run(be):
@@ -71,9 +77,7 @@ def test_linear_forward(activation, shape, dtype, rng):
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 def test_linear_backward(activation, shape, dtype, rng):
     batch, n_in, n_out = shape
-    x = rng.standard_normal((batch, n_in)).astype(dtype)
-    w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
-    b = (rng.standard_normal(n_out) * 0.1).astype(dtype)
+    x, w, b = _layer(rng, shape, dtype)
     y = K.linear_forward(x, w, b, activation, backend="numpy")
     dy = rng.standard_normal((batch, n_out)).astype(dtype)
     saved = {"y": y} if activation == "relu" else {}

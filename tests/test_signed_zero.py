@@ -139,6 +139,20 @@ def _saved_output(rng, shape, dtype):
 
 
 BACKWARD_CASES = [("relu", 0.1), ("leaky_relu", 0.0)]
+
+
+def _check_derivative(t, dz_of, y, dy, what, labels):
+    """dz_of(dy on the target, in_place) -> dz, run into a buffer of its own and in place over dy:
+    dz is dy where the unit is on (y > 0), +0.0 where it is off. ``labels``: (in place, buffer)."""
+    inactive = ~(y > 0)
+    failures = []
+    for in_place in (False, True):
+        case = what + labels[0 if in_place else 1]
+        dz = t.get(dz_of(t.put(dy.copy()), in_place))
+        np.testing.assert_array_equal(dz[~inactive], dy[~inactive], err_msg=case)
+        failures += _inactive_problems(dz, inactive, case)
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
 backward_ids = ["relu", "leaky_relu_alpha0"]
 
 
@@ -151,19 +165,14 @@ def test_fused_backward_dz(backend, act, alpha, shape, dtype, rng):
     x = rng.standard_normal((batch, n_in)).astype(dtype)
     w = rng.standard_normal((n_in, n_out)).astype(dtype)
     y, dy = _saved_output(rng, (batch, n_out), dtype)
-    inactive = ~(y > 0)
     xd, wd, yd = t.put(x), t.put(w), t.put(y)
-    failures = []
-    for in_place in (False, True):
-        what = f"{t.name} linear_backward {act} alpha={alpha} dz{'=dy' if in_place else ' buffer'}"
-        dyd = t.put(dy.copy())
+
+    def dz_of(dyd, in_place):
         dz = dyd if in_place else t.empty(dy.shape, dtype)
         K.linear_backward(dyd, xd, wd, y=yd, activation=act, alpha=alpha, dz=dz, backend=t.name)
-        dz = t.get(dz)
-        np.testing.assert_array_equal(dz[~inactive], dy[~inactive], err_msg=what)
-        failures += _inactive_problems(dz, inactive, what)
-    if failures:
-        pytest.fail("\n".join(failures), pytrace=False)
+        return dz
+
+    _check_derivative(t, dz_of, y, dy, f"{t.name} linear_backward {act} alpha={alpha} dz", ("=dy", " buffer"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -172,15 +181,9 @@ def test_fused_backward_dz(backend, act, alpha, shape, dtype, rng):
 def test_activation_backward(backend, act, alpha, shape, dtype, rng):
     t = backend
     y, dy = _saved_output(rng, shape, dtype)
-    inactive = ~(y > 0)
     yd = t.put(y)
-    failures = []
-    for in_place in (False, True):
-        what = f"{t.name} activation_backward {act} alpha={alpha}{' in place' if in_place else ''}"
-        dyd = t.put(dy.copy())
-        dz = t.get(K.activation_backward(dyd, act, y=yd, alpha=alpha, out=dyd if in_place else None,
-                                         backend=t.name))
-        np.testing.assert_array_equal(dz[~inactive], dy[~inactive], err_msg=what)
-        failures += _inactive_problems(dz, inactive, what)
-    if failures:
-        pytest.fail("\n".join(failures), pytrace=False)
+
+    def dz_of(dyd, in_place):
+        return K.activation_backward(dyd, act, y=yd, alpha=alpha, out=dyd if in_place else None, backend=t.name)
+
+    _check_derivative(t, dz_of, y, dy, f"{t.name} activation_backward {act} alpha={alpha}", (" in place", ""))
