@@ -202,6 +202,18 @@ def squared_error_grad(pred: Real, target: Real, scale: Real) -> Real:
     return scale * (float(pred) - float(target))
 
 
+def binary_cross_entropy_term(z: Real, target: Real) -> Real:
+    """-t log sigmoid(z) - (1 - t) log(1 - sigmoid(z)) = max(z, 0) - z t + log1p(exp(-|z|)), from
+    the logit z: exp of a non-positive number only, no log of a rounded probability."""
+    z = float(z)
+    return (z if z > 0.0 else 0.0) - z * float(target) + math.log1p(math.exp(-abs(z)))
+
+
+def binary_cross_entropy_grad(z: Real, target: Real, scale: Real) -> Real:
+    """d term / d z = scale (sigmoid(z) - t), scale = 1 / n for the mean."""
+    return scale * (sigmoid(float(z)) - float(target))
+
+
 # -------------------------------------------------------------------------------- optimizers
 
 
@@ -275,6 +287,11 @@ def descend(p: Elem, lr: Elem, step: Elem) -> Elem:
     return p - lr * step
 
 
+def l2_gradient(g: Elem, p: Elem, c: Elem) -> Elem:
+    """g + c p: the gradient of an L2 penalty (c / 2) sum(p^2) added to g."""
+    return g + c * p
+
+
 # --------------------------------------------------------------------- norms and clipping
 
 
@@ -306,7 +323,8 @@ __all__ = [
     "is_rowwise", "sigmoid", "relu", "relu_derivative", "leaky_relu", "leaky_relu_derivative", "gelu",
     "gelu_derivative", "gelu_tanh", "gelu_tanh_derivative", "silu_derivative", "softplus", "act_forward",
     "act_derivative", "softmax_term", "log_softmax_term", "softmax_derivative_term", "log_softmax_derivative_term",
-    "cross_entropy_term", "cross_entropy_grad", "squared_error", "squared_error_grad", "sgd_step",
+    "cross_entropy_term", "cross_entropy_grad", "squared_error", "squared_error_grad",
+    "binary_cross_entropy_term", "binary_cross_entropy_grad", "sgd_step",
     "sgd_momentum_step", "sgd_nesterov_step", "bias_correction", "adam_moments", "adam_param", "running_max", "rmsprop_square",
-    "moving_average", "rmsprop_direction", "momentum_buffer", "descend", "clamp", "abs_max", "nan_max", "square",
+    "moving_average", "rmsprop_direction", "momentum_buffer", "descend", "l2_gradient", "clamp", "abs_max", "nan_max", "square",
 ]

@@ -15,7 +15,7 @@ from ._backend import select
 
 __all__ = [
     "linear_forward", "linear_backward", "activation_forward", "activation_backward",
-    "softmax_cross_entropy", "mse_loss", "sgd_update", "adam_update", "rmsprop_update",
+    "softmax_cross_entropy", "mse_loss", "sigmoid_cross_entropy", "sgd_update", "adam_update", "rmsprop_update",
     "clip_grad_norm", "clip_grad_value",
 ]
 
@@ -243,6 +243,39 @@ def mse_loss(pred, target, *, dpred=None, need_grad=True, backend=None):
                                          be.empty, ("pred",))
     _placed(fn, be, pred=pred, target=target, dpred=grad)
     loss = be.mse_loss(pred, target, work)
+    _copy_back(be, grad, work)
+    return loss, grad
+
+
+def sigmoid_cross_entropy(logits, targets, *, dlogits=None, need_grad=True, backend=None):
+    """Mean binary cross-entropy of sigmoid(logits) against ``targets`` over all n elements, and
+    its gradient, in one stable pass.
+
+    loss = sum(max(z, 0) - z t + log1p(exp(-|z|))) / n  (= -mean[t log s + (1 - t) log(1 - s)],
+    s = sigmoid(z));  dlogits = (sigmoid(z) - t) / n.
+
+    This is PyTorch's ``binary_cross_entropy_with_logits(reduction="mean")`` and Keras's
+    ``BinaryCrossentropy(from_logits=True)``; ``targets`` (like ``logits``, same dtype) are 0/1
+    labels or probabilities (not checked to lie in [0, 1]). Stable for logits of any finite
+    magnitude. ``dlogits`` may be ``logits`` itself (in place). Returns ``(loss, dlogits)`` with
+    ``dlogits`` None when ``need_grad=False``; an empty input raises ValueError.
+    """
+    fn = "sigmoid_cross_entropy"
+    need_grad = chk.flag(fn, "need_grad", need_grad)
+    logits = chk.float_array(fn, "logits", logits)
+    targets = chk.float_array(fn, "targets", targets)
+    chk.common_dtype(fn, logits=logits, targets=targets)
+    chk.shape(fn, "targets", targets, logits.shape, "(like logits)")
+    if logits.size == 0:
+        raise ValueError(f"{fn}: logits must have at least one element (the mean over nothing is undefined); "
+                         f"got {logits.shape}")
+    be = select(backend, logits, targets)
+    grad = work = None
+    if need_grad:
+        grad, work = chk.output_in_place(fn, "dlogits", dlogits, logits.shape, logits.dtype,
+                                         {"logits": logits, "targets": targets}, be.empty, ("logits",))
+    _placed(fn, be, logits=logits, targets=targets, dlogits=grad)
+    loss = be.sigmoid_cross_entropy(logits, targets, work)
     _copy_back(be, grad, work)
     return loss, grad
 

@@ -45,6 +45,8 @@ def _base(kernel, rng, dtype=np.float32):
                 "dlogits": (np.empty((6, 4), dtype), OUT)}, {}
     if kernel == "mse_loss":
         return {"pred": (f(4, 5), IN), "target": (f(4, 5), IN), "dpred": (np.empty((4, 5), dtype), OUT)}, {}
+    if kernel == "sigmoid_cross_entropy":
+        return {"logits": (f(4, 5), IN), "targets": (f(4, 5), IN), "dlogits": (np.empty((4, 5), dtype), OUT)}, {}
     if kernel == "sgd_update":
         return {"param": (f(9), INPLACE), "grad": (f(9), IN), "velocity": (np.zeros(9, dtype), INPLACE)}, \
             {"lr": 0.1, "momentum": 0.9}
@@ -61,13 +63,14 @@ def _base(kernel, rng, dtype=np.float32):
 
 
 KERNELS = ["linear_forward", "linear_backward", "activation_forward", "activation_backward",
-           "softmax_cross_entropy", "mse_loss", "sgd_update", "adam_update", "rmsprop_update",
-           "clip_grad_norm", "clip_grad_value"]
+           "softmax_cross_entropy", "mse_loss", "sigmoid_cross_entropy", "sgd_update", "adam_update",
+           "rmsprop_update", "clip_grad_norm", "clip_grad_value"]
 
 #: positional arguments of each kernel, in order (the rest are keywords)
 POSITIONAL = {"linear_forward": ["x", "w", "b"], "linear_backward": ["dy", "x", "w"],
               "activation_forward": ["z", "name"], "activation_backward": ["dy", "name"],
               "softmax_cross_entropy": ["logits", "labels"], "mse_loss": ["pred", "target"],
+              "sigmoid_cross_entropy": ["logits", "targets"],
               "sgd_update": ["param", "grad"], "adam_update": ["param", "grad", "m", "v"],
               "rmsprop_update": ["param", "grad", "sq_avg"]}
 
@@ -134,6 +137,8 @@ LABEL_MUTATIONS = [
     ("labels too short", lambda a: a[:-1], ValueError),
 ]
 
+#: the losses: a mean over an empty batch is an error
+MEANS = ("softmax_cross_entropy", "mse_loss", "sigmoid_cross_entropy")
 OPTIONAL = {"b", "out", "preact_out", "dx", "dw", "db", "dz", "dlogits", "dpred"}
 REQUIRED_NONE_ERROR = {"y": ValueError, "m": ValueError, "v": ValueError, "sq_avg": ValueError, "velocity": ValueError}
 #: kernels whose arrays may have any shape (a list of gradients)
@@ -141,7 +146,7 @@ ANY_SHAPE = {"clip_grad_norm", "clip_grad_value"}
 #: the documented in-place uses: the output may be this very input
 DOCUMENTED_ALIASES = {("linear_backward", "dz", "dy"), ("activation_forward", "out", "z"),
                       ("activation_backward", "out", "dy"), ("softmax_cross_entropy", "dlogits", "logits"),
-                      ("mse_loss", "dpred", "pred")}
+                      ("mse_loss", "dpred", "pred"), ("sigmoid_cross_entropy", "dlogits", "logits")}
 
 SCALAR_MUTATIONS = {
     "lr": [(-0.1, ValueError), (float("nan"), ValueError), ("0.1", TypeError), (True, TypeError), (0.0, ValueError)],
@@ -188,9 +193,9 @@ def cases():
             if key in kws:
                 for value, expected in bad:
                     out.append((kernel, f"{key} = {value!r}", ("scalar", key, value), expected))
-        out.append((kernel, "empty batch" if kernel not in ("softmax_cross_entropy", "mse_loss") else
+        out.append((kernel, "empty batch" if kernel not in MEANS else
                     "empty batch (a mean over nothing)", ("empty", None, None),
-                    ValueError if kernel in ("softmax_cross_entropy", "mse_loss") else "ok"))
+                    ValueError if kernel in MEANS else "ok"))
     return out
 
 
@@ -200,8 +205,8 @@ def _empty_batch(kernel, args):
             args[name] = (a[:0].copy(), role)
         elif kernel in ("sgd_update", "adam_update", "rmsprop_update", "clip_grad_norm", "clip_grad_value"):
             args[name] = (a[:0].copy(), role)
-    if kernel in ("mse_loss",):
-        for name in ("pred", "target", "dpred"):
+    if kernel in ("mse_loss", "sigmoid_cross_entropy"):
+        for name in args:
             args[name] = (args[name][0][:0].copy(), args[name][1])
 
 

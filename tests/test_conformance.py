@@ -203,6 +203,28 @@ def test_mse_loss(backend, shape, dtype, rng):
     assert_close(t.get(grad2), grad_ref, dtype)
 
 
+@pytest.mark.parametrize("backend, shape, dtype",
+                         per_target([(1,), (7, 3), (13, 17), (32, 10), (100003,)], on_simulator=_float64_on_largest),
+                         indirect=["backend"])
+def test_sigmoid_cross_entropy(backend, shape, dtype, rng):
+    """0/1 labels and soft targets, logits out to +-40 (where sigmoid saturates in float32)."""
+    t = backend
+    logits = (rng.standard_normal(shape) * 8).astype(dtype)
+    logits.reshape(-1)[:2] = [40.0, -40.0][:logits.size]
+    for targets in ((rng.random(shape) < 0.5).astype(dtype), rng.random(shape).astype(dtype)):
+        loss_ref, grad_ref = K.sigmoid_cross_entropy(logits, targets, backend="numpy")
+        z_d, t_d = t.put(logits), t.put(targets)
+        loss, grad = K.sigmoid_cross_entropy(z_d, t_d, backend=t.name)
+        assert isinstance(loss, float)
+        assert_close(loss, loss_ref, dtype)
+        assert_close(t.get(grad), grad_ref, dtype)
+        inplace = t.put(logits.copy())
+        loss2, grad2 = K.sigmoid_cross_entropy(inplace, t_d, dlogits=inplace, backend=t.name)
+        assert grad2 is inplace
+        assert_close(loss2, loss_ref, dtype)
+        assert_close(t.get(grad2), grad_ref, dtype)
+
+
 #: (13, 17): more elements than the simulator geometry's 64-thread grids, so every thread strides
 SIZES = [(1,), (7,), (13, 17), (100003,)]
 

@@ -194,3 +194,20 @@ def test_mse_loss(shape, dtype, rng):
         if _differ(g1, g2):
             problems.append(f"dpred: {_differ(g1, g2)}")
         assert not problems, f"mse_loss{' in place' if in_place else ''}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (1000,), (128, 10), (101_770,), (300_001,)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_sigmoid_cross_entropy(shape, dtype, rng):
+    logits = (rng.standard_normal(shape) * 4).astype(dtype)
+    targets = rng.random(shape).astype(dtype)
+    for in_place in (False, True):
+        def run(be):
+            z = logits.copy()
+            return K.sigmoid_cross_entropy(z, targets, dlogits=z if in_place else None, backend=be)
+        (l1, g1), (l2, g2) = _both(run)
+        problems = [] if l1 == l2 else [f"loss {l1!r} (numba) != {l2!r} (cython)"]
+        if _differ(g1, g2):
+            problems.append(f"dlogits: {_differ(g1, g2)}")
+        assert not problems, f"sigmoid_cross_entropy{' in place' if in_place else ''}: " + "; ".join(problems)

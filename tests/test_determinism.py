@@ -32,6 +32,8 @@ def _run_everything(backend):
     out["softmax"] = K.activation_forward(logits, "softmax", backend=backend)
     mse, out["dpred"] = K.mse_loss(x, x[::-1].copy(), backend=backend)
     out["mse"] = np.float64(mse)
+    bce, out["dlogits_bce"] = K.sigmoid_cross_entropy(logits, (logits > 0.5).astype(np.float32), backend=backend)
+    out["bce"] = np.float64(bce)
     p = rng.standard_normal(300_001, dtype=np.float32)
     g = rng.standard_normal(300_001, dtype=np.float32)
     m, v = np.zeros_like(p), np.zeros_like(p)

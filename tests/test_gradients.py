@@ -84,6 +84,18 @@ def test_mse_loss_matches_finite_differences(backend, rng):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_sigmoid_cross_entropy_matches_finite_differences(backend, rng):
+    logits = rng.standard_normal((5, 3)) * 3
+    targets = rng.random((5, 3))
+
+    def loss():
+        return K.sigmoid_cross_entropy(logits, targets, need_grad=False, backend=backend)[0]
+
+    _, grad = K.sigmoid_cross_entropy(logits, targets, backend=backend)
+    np.testing.assert_allclose(grad, numerical_grad(loss, logits), rtol=FD_RTOL, atol=FD_ATOL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_two_layer_chain_rule_matches_finite_differences(backend, rng):
     """Forward and backward through relu -> softmax-CE, as a training step composes them."""
     x, w1, b1 = layer_data(rng, 6, 5, 4, np.float64, "relu")

@@ -92,6 +92,25 @@ def test_mse_loss_values_and_gradient_factor(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_sigmoid_cross_entropy_values_and_saturation(backend):
+    """-[t log s + (1 - t) log(1 - s)] by hand at z = 0 and +-2; at |z| = 1e3 (where s rounds to 0
+    or 1 and the log of a probability would be -inf) the loss is |z| for the wrong label and
+    exp(-|z|) = 0 for the right one, with no overflow or NaN."""
+    z = np.array([[0.0, 2.0, -2.0, 1e3, -1e3, 1e3]])
+    t = np.array([[1.0, 1.0, 1.0, 0.0, 0.0, 1.0]])
+    s = 1 / (1 + np.exp(-z[0, :3]))
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss, grad = K.sigmoid_cross_entropy(z, t, backend=backend)
+    expected = (-np.log(s).sum() + 1e3 + 0.0 + 0.0) / 6
+    assert loss == pytest.approx(expected, rel=1e-14)
+    np.testing.assert_allclose(grad[0, :3], (s - 1) / 6, rtol=1e-14)
+    np.testing.assert_array_equal(grad[0, 3:], [1 / 6, 0.0, 0.0])
+    z32 = z.astype(np.float32)
+    loss32, grad32 = K.sigmoid_cross_entropy(z32, t.astype(np.float32), backend=backend)
+    assert loss32 == pytest.approx(expected, rel=1e-6) and grad32.dtype == np.float32
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "softplus", "silu", "gelu", "gelu_tanh"])
 def test_activations_saturate_without_overflow(backend, activation):
     z = np.array([[-1e3, -50.0, 0.0, 50.0, 1e3]], np.float32)

@@ -193,6 +193,7 @@ _LEAK = textwrap.dedent("""
         "activation_backward": lambda: K.activation_backward(dy, "tanh", y=np.tanh(dy), backend=backend),
         "softmax_cross_entropy": lambda: K.softmax_cross_entropy(dy, labels, backend=backend),
         "mse_loss": lambda: K.mse_loss(dy, y, backend=backend),
+        "sigmoid_cross_entropy": lambda: K.sigmoid_cross_entropy(dy, y, backend=backend),
         "sgd_update": lambda: K.sgd_update(p, g, lr=1e-9, momentum=0.9, velocity=vel, backend=backend),
         "adam_update": lambda: K.adam_update(p, g, m, v, step=1, lr=1e-9, backend=backend),
         "rmsprop_update": lambda: K.rmsprop_update(p, g, sq, lr=1e-9, backend=backend),

@@ -161,6 +161,16 @@ def mse_loss(pred, target, dpred):
     return loss
 
 
+def sigmoid_cross_entropy(logits, targets, dlogits):
+    """loss = mean over all n elements of max(z, 0) - z t + log1p(exp(-|z|));
+    dlogits = (sigmoid(z) - t) / n."""
+    z, t = logits.astype(np.float64), targets.astype(np.float64)
+    loss = float(np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))) / z.size)
+    if dlogits is not None:
+        dlogits[...] = (_sigmoid(z) - t) / z.size
+    return loss
+
+
 def sgd_update(p, g, velocity, lr, momentum, nesterov, weight_decay):
     """PyTorch's SGD (dampening 0):  g' = g + wd p;  v = mu v + g';
     p -= lr (g' + mu v) with Nesterov, else p -= lr v  (p -= lr g' when mu = 0)."""

@@ -150,8 +150,7 @@ def activation_backward(dy, saved, code, alpha, dz):
 
 def _sum_on_device(partial, out, slot):
     g = config.current()
-    *_, sum_stage2, _ = reduce.flat_kernels(g.threads)
-    sum_stage2[1, g.threads](partial, out, slot)
+    reduce.flat_kernels(g.threads).sum_stage2[1, g.threads](partial, out, slot)
 
 
 def softmax_cross_entropy(logits, labels, targets, dlogits):
@@ -176,13 +175,23 @@ def softmax_cross_entropy(logits, labels, targets, dlogits):
 
 def mse_loss(pred, target, dpred):
     g = config.current()
-    _, _, mse_stage1, _, _ = reduce.flat_kernels(g.threads)
+    return _flat_loss(reduce.flat_kernels(g.threads).mse_stage1, pred, target, dpred, 2.0)
+
+
+def sigmoid_cross_entropy(logits, targets, dlogits):
+    g = config.current()
+    return _flat_loss(reduce.flat_kernels(g.threads).bce_stage1, logits, targets, dlogits, 1.0)
+
+
+def _flat_loss(stage1, pred, target, grad, grad_factor):
+    """mean over all n elements of stage1's terms, and grad = grad_factor / n * (its derivative)
+    where grad is not None."""
     n = pred.size
     grid, threads = _reduction_grid(n)
     partial = cuda.device_array(grid, np.float64)
-    need_grad = dpred is not None
-    mse_stage1[grid, threads](_flat(pred), _flat(target), _flat(dpred if need_grad else pred), 2.0 / n,
-                              need_grad, partial)
+    need_grad = grad is not None
+    stage1[grid, threads](_flat(pred), _flat(target), _flat(grad if need_grad else pred), grad_factor / n,
+                          need_grad, partial)
     total = cuda.device_array(1, np.float64)
     _sum_on_device(partial, total, 0)
     return float(total.copy_to_host()[0]) / n
@@ -225,7 +234,7 @@ def _per_array(arrays, stage1_index, combine):
     g = config.current()
     kernels = reduce.flat_kernels(g.threads)
     stage1 = kernels[stage1_index]
-    stage2 = kernels[3] if combine == "sum" else kernels[4]
+    stage2 = kernels.sum_stage2 if combine == "sum" else kernels.max_stage2
     results = cuda.device_array(max(1, len(arrays)), np.float64)
     for slot, a in enumerate(arrays):
         grid, threads = _reduction_grid(a.size)

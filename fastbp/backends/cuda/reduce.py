@@ -11,6 +11,7 @@ launch geometry only, so repeated runs give bitwise-identical results. Partial s
 """
 from __future__ import annotations
 
+import collections
 import functools
 import math
 
@@ -62,6 +63,10 @@ def block_tree(threads: int):
     return block_sum, block_max
 
 
+FlatKernels = collections.namedtuple(
+    "FlatKernels", "sum_squares_stage1 max_abs_stage1 mse_stage1 bce_stage1 sum_stage2 max_stage2")
+
+
 @functools.lru_cache(maxsize=None)
 def flat_kernels(threads: int):
     """Kernels over flat arrays writing one float64 partial per block (see the module docstring)."""
@@ -105,6 +110,21 @@ def flat_kernels(threads: int):
             partial[cuda.blockIdx.x] = total
 
     @cuda.jit
+    def bce_stage1(logits, targets, dlogits, scale, need_grad, partial):
+        """partial[block] = sum of the binary cross-entropy terms over this block's elements;
+        dlogits = scale * (sigmoid(z) - t) where asked (scale = 1 / n)."""
+        buf = cuda.shared.array(threads, np.float64)
+        tid = cuda.threadIdx.x
+        acc = 0.0
+        for i in range(cuda.grid(1), logits.size, cuda.gridsize(1)):
+            acc += F.binary_cross_entropy_term(logits[i], targets[i])
+            if need_grad:
+                dlogits[i] = F.binary_cross_entropy_grad(logits[i], targets[i], scale)
+        total = block_sum(buf, tid, acc)
+        if tid == 0:
+            partial[cuda.blockIdx.x] = total
+
+    @cuda.jit
     def sum_stage2(partial, out, slot):
         """out[slot] = sum of partial, one block, fixed order."""
         buf = cuda.shared.array(threads, np.float64)
@@ -129,7 +149,7 @@ def flat_kernels(threads: int):
         if tid == 0:
             out[slot] = best
 
-    return sum_squares_stage1, max_abs_stage1, mse_stage1, sum_stage2, max_stage2
+    return FlatKernels(sum_squares_stage1, max_abs_stage1, mse_stage1, bce_stage1, sum_stage2, max_stage2)
 
 
 @functools.lru_cache(maxsize=None)

@@ -101,3 +101,24 @@ def mse_loss(const floating[::1] pred, const floating[::1] target, floating[::1]
     for c in range(n_chunks):
         total += partial[c]
     return total / n
+
+
+def sigmoid_cross_entropy(const floating[::1] logits, const floating[::1] targets, floating[::1] dlogits,
+                          Py_ssize_t chunk, int num_threads):
+    """mean of max(z, 0) - z t + log1p(exp(-|z|)), and dlogits = (sigmoid(z) - t) / n when dlogits is
+    not None, in chunks of ``chunk`` elements (mse_loss's)."""
+    cdef Py_ssize_t n = logits.shape[0], n_chunks = (n + chunk - 1) // chunk, c, j
+    cdef double[::1] partial = np.zeros(n_chunks, np.float64)
+    cdef bint grad = dlogits is not None
+    cdef floating* gp = &dlogits[0] if grad else NULL
+    cdef double scale = 1.0 / n, acc, total = 0.0
+    for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
+        acc = 0.0
+        for j in range(c * chunk, min(n, (c + 1) * chunk)):
+            acc = acc + F.binary_cross_entropy_term(logits[j], targets[j])
+            if grad:
+                gp[j] = <floating>F.binary_cross_entropy_grad(logits[j], targets[j], scale)
+        partial[c] = acc
+    for c in range(n_chunks):
+        total += partial[c]
+    return total / n

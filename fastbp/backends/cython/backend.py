@@ -155,6 +155,11 @@ def mse_loss(pred, target, dpred):
                           _num_threads)
 
 
+def sigmoid_cross_entropy(logits, targets, dlogits):
+    return _loss.sigmoid_cross_entropy(_flat(logits), _flat(targets), None if dlogits is None else _flat(dlogits),
+                                       _tiling.MSE_CHUNK, _num_threads)
+
+
 def sgd_update(p, g, velocity, lr, momentum, nesterov, weight_decay):
     has_v = velocity is not None
     _ew.sgd_update(_flat(p), _flat(g), _flat(velocity if has_v else p), has_v, lr, momentum, nesterov,

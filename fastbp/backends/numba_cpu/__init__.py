@@ -32,13 +32,14 @@ from .dispatch import (  # noqa: E402
     linear_backward,
     linear_forward,
     mse_loss,
+    sigmoid_cross_entropy,
     softmax_cross_entropy,
 )
 from .optim import adam_update, clip_value_, max_abs, rmsprop_update, scale_, sgd_update, sum_of_squares  # noqa: E402
 
 __all__ = [
     "linear_forward", "linear_backward", "activation_forward", "activation_backward",
-    "softmax_cross_entropy", "mse_loss", "sgd_update", "adam_update", "rmsprop_update",
+    "softmax_cross_entropy", "mse_loss", "sigmoid_cross_entropy", "sgd_update", "adam_update", "rmsprop_update",
     "sum_of_squares", "max_abs", "scale_", "clip_value_", "single_threaded_blas",
 ]
 

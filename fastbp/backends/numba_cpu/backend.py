@@ -75,6 +75,10 @@ def mse_loss(pred, target, dpred):
     return _d.mse_loss(pred, target, dpred)
 
 
+def sigmoid_cross_entropy(logits, targets, dlogits):
+    return _d.sigmoid_cross_entropy(logits, targets, dlogits)
+
+
 def sgd_update(p, g, velocity, lr, momentum, nesterov, weight_decay):
     _opt.sgd_update(p, g, velocity, lr, momentum, nesterov, weight_decay)
 

@@ -95,6 +95,13 @@ def mse_loss(pred, target, dpred):
 
 
 @njit(cache=True)
+def sigmoid_cross_entropy(logits, targets, dlogits):
+    """mean binary cross-entropy of sigmoid(logits) against targets, and its gradient into dlogits
+    (when not None); returns the loss."""
+    return loss_k.sigmoid_cross_entropy(logits, targets, dlogits)
+
+
+@njit(cache=True)
 def sgd_update_masked(p, g, velocity, use_velocity, lr, momentum, nesterov, weight_decay):
     """optim.sgd_update with the velocity buffer used only when use_velocity (plain SGD otherwise)."""
     if use_velocity:

@@ -112,3 +112,36 @@ def mse_loss(pred, target, dpred):
         for c in prange(n_chunks):
             partial[c] = _mse_chunk(pf, tf, gf, scale, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK))
     return ordered_sum(partial) / n
+
+
+@njit(cache=True)
+def _bce_chunk(zf, tf, gf, scale, lo, hi, need_grad):
+    """sum over [lo, hi) of the binary cross-entropy terms (float64), writing the gradient
+    scale (sigmoid(z) - t) on the way when need_grad."""
+    acc = 0.0
+    for j in range(lo, hi):
+        acc += F.binary_cross_entropy_term(zf[j], tf[j])
+        if need_grad:
+            gf[j] = F.binary_cross_entropy_grad(zf[j], tf[j], scale)
+    return acc
+
+
+@njit(cache=True, parallel=True)
+def sigmoid_cross_entropy(logits, targets, dlogits):
+    """mean of max(z, 0) - z t + log1p(exp(-|z|)) over all n elements, and dlogits = (sigmoid(z) -
+    t) / n when dlogits is not None (the same chunks as mse_loss)."""
+    zf = logits.reshape(-1)
+    tf = targets.reshape(-1)
+    n = zf.size
+    n_chunks = -(-n // MSE_CHUNK)
+    partial = np.empty(n_chunks, np.float64)
+    if dlogits is None:
+        unused = np.empty(0, zf.dtype)  # (logits may be read-only: never the gradient's stand-in)
+        for c in prange(n_chunks):
+            partial[c] = _bce_chunk(zf, tf, unused, 0.0, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK), False)
+    else:
+        gf = dlogits.reshape(-1)
+        scale = 1.0 / n
+        for c in prange(n_chunks):
+            partial[c] = _bce_chunk(zf, tf, gf, scale, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK), True)
+    return ordered_sum(partial) / n
