@@ -256,3 +256,114 @@ def test_fastbp_train_command_saves_curves(mnist_dir, tmp_path):
                          capture_output=True, text=True, check=True).stdout
     assert "Epoch 1/1" in out and "test accuracy" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------- binary cross-entropy, regularizers, loss weights
+
+
+def _multilabel_data(rng, n=45, n_in=6, labels=3):
+    x = rng.standard_normal((n, n_in))
+    y = (rng.random((n, labels)) < 0.4).astype(np.float64)
+    return x, y
+
+
+def _bce_l2_model(backend, dtype, regularizer, loss_weight, seed=4):
+    model = nn.Sequential([nn.Dense(5, activation="tanh", input_shape=(6,), kernel_regularizer=regularizer),
+                           nn.Dense(3, activation="sigmoid", kernel_regularizer=regularizer)],
+                          seed=seed, backend=backend, dtype=dtype)
+    model.compile(optimizer=nn.SGD(0.1, momentum=0.9), loss="binary_crossentropy", metrics=["accuracy"],
+                  loss_weights=loss_weight)
+    return model
+
+
+def _numpy_bce_l2_training(weights, x, y, batch, coefficient, loss_weight, lr=0.1, mu=0.9):
+    """Dense(5, tanh) -> Dense(3, sigmoid), binary cross-entropy (mean over all elements) times
+    loss_weight, plus coefficient(b) / 2 * sum(kernel^2) per kernel, SGD with momentum: written
+    out in NumPy. Returns the weights and the epoch's mean loss (penalty included)."""
+    w1, c1, w2, c2 = (w.astype(np.float64) for w in weights)
+    params = [w1, c1, w2, c2]
+    vel = [np.zeros_like(p) for p in params]
+    total = 0.0
+    for start in range(0, len(x), batch):
+        xb, yb = x[start:start + batch], y[start:start + batch]
+        b = len(xb)
+        c = coefficient(b)
+        h = np.tanh(xb @ w1 + c1)
+        z = h @ w2 + c2
+        s = 1 / (1 + np.exp(-z))
+        loss = -np.mean(yb * np.log(s) + (1 - yb) * np.log(1 - s)) * loss_weight
+        total += (loss + 0.5 * c * ((w1 ** 2).sum() + (w2 ** 2).sum())) * b
+        g = (s - yb) / yb.size * loss_weight
+        grads = [None, None, h.T @ g + c * w2, g.sum(axis=0)]
+        dh = (g @ w2.T) * (1 - h * h)
+        grads[0], grads[1] = xb.T @ dh + c * w1, dh.sum(axis=0)
+        for i, (param, grad) in enumerate(zip(params, grads)):
+            vel[i] = mu * vel[i] + grad
+            param -= lr * vel[i]
+    return params, total / len(x)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("regularizer, coefficient", [
+    (nn.regularizers.L2(0.02), lambda b: 0.04), (nn.regularizers.PerSampleL2(0.3), lambda b: 0.3 / b)],
+    ids=["keras-L2", "per-sample-L2"])
+def test_binary_cross_entropy_with_l2_matches_numpy(backend, regularizer, coefficient, rng):
+    """One epoch in float64, the last batch partial (45 rows, batch 10): the penalty's coefficient
+    follows the batch size where it should. Float64 sums in another order: 1e-10 relative."""
+    x, y = _multilabel_data(rng)
+    model = _bce_l2_model(backend, np.float64, regularizer, 1.7)
+    start = model.get_weights()
+    history = model.fit(x, y, batch_size=10, epochs=1, shuffle=False, verbose=0)
+    expected, loss = _numpy_bce_l2_training(start, x, y, 10, coefficient, 1.7)
+    for got, want in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert history.history["loss"][0] == pytest.approx(loss, rel=1e-10)
+    prob = model.predict(x)
+    s = 1 / (1 + np.exp(-(np.tanh(x @ expected[0] + expected[1]) @ expected[2] + expected[3])))
+    np.testing.assert_allclose(prob, s, rtol=1e-10)
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba backend unavailable")
+@pytest.mark.parametrize("regularizer", [nn.regularizers.L2(0.01), nn.regularizers.PerSampleL2(0.5)])
+def test_compiled_steps_give_the_python_loops_weights_with_bce_and_l2(regularizer, rng, monkeypatch):
+    x, y = _multilabel_data(rng, n=53)
+    results = []
+    for compiled in (True, False):
+        model = _bce_l2_model("numba", np.float32, regularizer, 0.5)
+        monkeypatch.setattr(model, "_use_compiled", lambda compiled=compiled: compiled)
+        history = model.fit(x.astype(np.float32), y, batch_size=16, epochs=2, verbose=0)
+        results.append((model.get_weights(), history.history))
+    (w_c, h_c), (w_p, h_p) = results
+    for a, b in zip(w_c, w_p):
+        np.testing.assert_array_equal(a, b)
+    assert h_c["accuracy"] == h_p["accuracy"]
+    assert h_c["loss"] == h_p["loss"]  # the same float64 sums in the same order
+
+
+def test_binary_accuracy_is_kerass(rng):
+    """Keras's binary accuracy: the fraction of outputs where (probability > 0.5) == target."""
+    model = nn.Sequential([nn.Dense(2, activation="sigmoid", input_shape=(2,), use_bias=False)], seed=0)
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    model.set_weights([np.eye(2, dtype=np.float32)])
+    x = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, -1.0], [0.0, 2.0]], np.float32)
+    y = np.array([[1, 0], [1, 0], [1, 0], [0, 1]], np.float32)  # right: 2, 1, 1, 1 of 2
+    loss, accuracy = model.evaluate(x, y, verbose=0)
+    assert accuracy == pytest.approx(5 / 8)
+    z = x
+    assert loss == pytest.approx(np.mean(np.logaddexp(0, z) - z * y), rel=1e-6)
+
+
+def test_binary_cross_entropy_and_regularizer_errors():
+    model = nn.Sequential([nn.Dense(2, activation="softmax", input_shape=(2,))])
+    with pytest.raises(ValueError, match="binary_crossentropy on probabilities needs a sigmoid last layer"):
+        model.compile(loss="binary_crossentropy")
+    with pytest.raises(ValueError, match="loss_weights must hold one weight"):
+        model.compile(loss="mse", loss_weights=[1.0, 2.0])
+    for bad in (-1.0, float("nan"), "2", True):
+        with pytest.raises(ValueError, match="loss_weights must be a finite number >= 0"):
+            model.compile(loss="mse", loss_weights=bad)
+    with pytest.raises(ValueError, match=r"L2: l2 must be a finite number >= 0; got -0.1"):
+        nn.regularizers.L2(-0.1)
+    with pytest.raises(ValueError, match="unknown regularizer 'l3'"):
+        nn.Dense(3, kernel_regularizer="l3")
+    assert nn.Dense(3, kernel_regularizer="l2").kernel_regularizer.coefficients() == (0.02, 0.0)

@@ -7,10 +7,10 @@
     model.fit(x_train, y_train, epochs=10)
     loss, accuracy = model.evaluate(x_test, y_test)
 """
-from . import initializers, losses, optimizers, schedules
+from . import initializers, losses, optimizers, regularizers, schedules
 from .callbacks import Callback, History
 from .layers import Activation, Dense, Layer
-from .losses import CategoricalCrossentropy, MeanSquaredError, SparseCategoricalCrossentropy
+from .losses import BinaryCrossentropy, CategoricalCrossentropy, MeanSquaredError, SparseCategoricalCrossentropy
 from .model import Sequential
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .schedules import CosineDecay, ExponentialDecay, LearningRateSchedule, PiecewiseConstantDecay
@@ -18,6 +18,6 @@ from .schedules import CosineDecay, ExponentialDecay, LearningRateSchedule, Piec
 __all__ = [
     "Sequential", "Dense", "Activation", "Layer", "SGD", "Adam", "AdamW", "RMSprop", "Optimizer",
     "ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay", "LearningRateSchedule",
-    "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "MeanSquaredError", "Callback", "History",
-    "initializers", "losses", "optimizers", "schedules",
+    "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy", "MeanSquaredError", "Callback", "History",
+    "initializers", "losses", "optimizers", "regularizers", "schedules",
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import activations as A
-from . import initializers
+from . import initializers, regularizers
 
 
 class Layer:
@@ -10,6 +10,7 @@ class Layer:
 
     activation = A.get("linear")
     alpha = A.DEFAULT_ALPHA
+    kernel_regularizer = None
 
     def __init__(self, input_shape=None, name=None):
         self.input_shape = tuple(input_shape) if input_shape is not None else None
@@ -33,10 +34,12 @@ class Layer:
 
 
 class Dense(Layer):
-    """y = activation(x @ kernel + bias); kernel (in, units), bias (units,)."""
+    """y = activation(x @ kernel + bias); kernel (in, units), bias (units,). ``kernel_regularizer``
+    (:mod:`fastbp.nn.regularizers`, or 'l2') adds a penalty on the kernel to the loss."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_shape=None, name=None, alpha=A.DEFAULT_ALPHA):
+                 bias_initializer="zeros", input_shape=None, name=None, alpha=A.DEFAULT_ALPHA,
+                 kernel_regularizer=None):
         super().__init__(input_shape, name)
         if not isinstance(units, int) or units < 1:
             raise ValueError(f"Dense: units must be a positive integer; got {units!r}")
@@ -46,6 +49,7 @@ class Dense(Layer):
         self.use_bias = use_bias
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
 
     def output_width(self, n_in):
         return self.units

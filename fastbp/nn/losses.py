@@ -1,11 +1,13 @@
-"""Losses. A softmax output trained with cross-entropy goes through the fused, stable
-softmax-cross-entropy kernel on the logits: the log of a probability is never taken."""
+"""Losses. A softmax output trained with cross-entropy, or a sigmoid output trained with binary
+cross-entropy, goes through the fused, stable kernel on the logits (softmax_cross_entropy,
+sigmoid_cross_entropy): the log of a probability is never taken."""
 from __future__ import annotations
 
 
 class Loss:
     name = ""
-    needs_logits = False  # True: computed from the logits of a softmax (or linear) output
+    needs_logits = False  # True: computed from the logits of a softmax/sigmoid (or linear) output
+    output_activation = "softmax"  # the activation a needs_logits loss fuses (from_logits=False)
 
     def __init__(self, from_logits=False):
         self.from_logits = from_logits
@@ -25,13 +27,22 @@ class CategoricalCrossentropy(Loss):
     sparse = False
 
 
+class BinaryCrossentropy(Loss):
+    """Mean over all elements of -[t log s + (1 - t) log(1 - s)], s = sigmoid(z): independent 0/1
+    (or probability) targets per output column (binary and multi-label classification)."""
+    name = "binary_crossentropy"
+    needs_logits = True
+    output_activation = "sigmoid"
+    sparse = False
+
+
 class MeanSquaredError(Loss):
     """Mean over all elements of (prediction - target)^2."""
     name = "mean_squared_error"
 
 
 _BY_NAME = {"sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-            "categorical_crossentropy": CategoricalCrossentropy,
+            "categorical_crossentropy": CategoricalCrossentropy, "binary_crossentropy": BinaryCrossentropy,
             "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError}
 
 

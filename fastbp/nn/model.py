@@ -11,7 +11,9 @@ import math
 import numpy as np
 
 from .. import activations as A
+from .. import formulas as F
 from .. import kernels as K
+from .._backend import select
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from .callbacks import Callback, History, ProgressBar
@@ -31,6 +33,7 @@ class Sequential:
         self._rng = np.random.default_rng(seed)
         self.built = False
         self.optimizer = self.loss = None
+        self.loss_weight = 1.0
         self.metrics = []
         self._plans = {}
         self._thread_tuners = {}  # (threads, batch, enabled) -> ThreadTuner, kept across fit() calls
@@ -80,12 +83,15 @@ class Sequential:
 
     # --------------------------------------------------------------------------------- compile
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
-        """Choose the optimizer (a name or an object), the loss and the metrics (["accuracy"])."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None) -> None:
+        """Choose the optimizer (a name or an object), the loss, the metrics (["accuracy"]) and
+        Keras's ``loss_weights`` (a number, or a list of one for the model's one output: the loss
+        and its gradient are scaled by it; regularization penalties are not)."""
         if loss is None:
             raise ValueError("Sequential.compile: a loss is required")
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = losses_mod.get(loss)
+        self.loss_weight = _loss_weight(loss_weights)
         self.metrics = list(metrics or [])
         for m in self.metrics:
             if m not in ("accuracy", "acc"):
@@ -94,16 +100,22 @@ class Sequential:
         if self.loss.needs_logits:
             if self.loss.from_logits and last.code != A.LINEAR:
                 raise ValueError(f"{self.loss.name}(from_logits=True) needs a linear last layer; it is {last.name}")
-            if not self.loss.from_logits and last.code != A.SOFTMAX:
-                raise ValueError(f"{self.loss.name} on probabilities needs a softmax last layer (it is "
+            fused = self.loss.output_activation
+            if not self.loss.from_logits and last.name != fused:
+                raise ValueError(f"{self.loss.name} on probabilities needs a {fused} last layer (it is "
                                  f"{last.name}); or use a linear last layer with from_logits=True")
         self.optimizer.iterations = 0
         self.optimizer._state = ()
 
     @property
-    def _fused_softmax(self) -> bool:
-        """Softmax output + cross-entropy: the last layer computes logits; the loss kernel does the rest."""
+    def _fused_output(self) -> bool:
+        """Softmax output + cross-entropy, or sigmoid output + binary cross-entropy: the last layer
+        computes logits; the loss kernel does the rest."""
         return self.loss is not None and self.loss.needs_logits and not self.loss.from_logits
+
+    @property
+    def _binary(self) -> bool:
+        return isinstance(self.loss, losses_mod.BinaryCrossentropy)
 
     # ----------------------------------------------------------------------------- buffers
 
@@ -127,7 +139,7 @@ class Sequential:
     def _act(self, i: int):
         """The activation layer i applies while training (logits for a fused softmax output)."""
         act = self.layers[i].activation
-        if i == len(self.layers) - 1 and self._fused_softmax:
+        if i == len(self.layers) - 1 and self._fused_output:
             return A.get("linear")
         return act
 
@@ -150,10 +162,41 @@ class Sequential:
         return h
 
     def _loss(self, out, target, grad):
-        if self.loss.needs_logits:
-            return K.softmax_cross_entropy(out, target, dlogits=grad, need_grad=grad is not None,
-                                           backend=self.backend)[0]
-        return K.mse_loss(out, target, dpred=grad, need_grad=grad is not None, backend=self.backend)[0]
+        """The weighted loss of the batch; its gradient into ``grad`` (when not None)."""
+        need = grad is not None
+        if self._binary:
+            loss = K.sigmoid_cross_entropy(out, target, dlogits=grad, need_grad=need, backend=self.backend)[0]
+        elif self.loss.needs_logits:
+            loss = K.softmax_cross_entropy(out, target, dlogits=grad, need_grad=need, backend=self.backend)[0]
+        else:
+            loss = K.mse_loss(out, target, dpred=grad, need_grad=need, backend=self.backend)[0]
+        weight = self.loss_weight
+        if weight != 1.0:
+            if need:
+                np.multiply(grad, grad.dtype.type(weight), out=grad)
+            loss *= weight
+        return loss
+
+    def _regularized(self):
+        """(layer index, regularizer) of every Dense layer with a kernel regularizer."""
+        return [(i, layer.kernel_regularizer) for i, layer in enumerate(self.layers)
+                if isinstance(layer, Dense) and layer.kernel_regularizer is not None]
+
+    def _penalty(self, batch):
+        """The regularization penalty sum_l c_l(batch) / 2 * sum(kernel_l^2) (float64)."""
+        be = select(self.backend)
+        return sum(0.5 * reg.coefficient(batch) * be.sum_of_squares([self.layers[i].kernel])
+                   for i, reg in self._regularized())
+
+    def _regularize(self, batch):
+        """Add each regularizer's gradient c(batch) * kernel to the kernel's gradient (after the
+        backward pass, before clipping); return the penalty."""
+        penalty = self._penalty(batch)
+        for i, reg in self._regularized():
+            layer = self.layers[i]
+            dw = layer.grads[0]
+            dw[...] = F.l2_gradient(dw, layer.kernel, dw.dtype.type(reg.coefficient(batch)))
+        return penalty
 
     def _backward(self, x, plan, n):
         g = plan["g"][:n]
@@ -175,7 +218,11 @@ class Sequential:
             g = dx
 
     def _metric_counts(self, out, target):
-        """Number of correct predictions in the batch (argmax of outputs; logits give the same)."""
+        """Number of correct predictions in the batch (argmax of outputs; logits give the same).
+        Binary cross-entropy: Keras's binary accuracy, the fraction of the row's outputs where
+        (sigmoid > 0.5, i.e. logit > 0) equals the 0/1 target, summed over rows."""
+        if self._binary:  # (out holds logits: binary cross-entropy is always computed from them)
+            return float(np.count_nonzero(target == (out > 0))) / out.shape[1]
         pred = out.argmax(axis=1)
         truth = target if target.ndim == 1 else target.argmax(axis=1)
         return int(np.count_nonzero(pred == truth))
@@ -229,6 +276,7 @@ class Sequential:
         plan = self._plan(batch_size)
         progress = ProgressBar(verbose, epochs, steps)
         compiled = self._compiled(x, y, batch_size) if self._use_compiled() else None
+        regularized = bool(self._regularized())
         for cb in cbs:
             cb.on_train_begin()
         for epoch in range(epochs):
@@ -251,6 +299,8 @@ class Sequential:
                     correct += self._metric_counts(out, yb)
                 total_loss += self._loss(out, yb, plan["g"][:b]) * b
                 self._backward(xb, plan, b)
+                if regularized:
+                    total_loss += self._regularize(b) * b
                 self.optimizer.apply(self.params, self.grads, self.segments, backend=self.backend)
                 if verbose == 1:
                     seen = min((step + 1) * batch_size, n)
@@ -299,7 +349,7 @@ class Sequential:
             xb = x[start:start + plan["x"].shape[0]]
             yb = y[start:start + plan["x"].shape[0]]
             out = self._forward(xb, plan, len(xb), training=False)
-            total_loss += self._loss(out, yb, None) * len(xb)
+            total_loss += (self._loss(out, yb, None) + self._penalty(len(xb))) * len(xb)
             if self.metrics:
                 correct += self._metric_counts(out, yb)
         logs = self._logs(total_loss / n, correct / n)
@@ -321,8 +371,9 @@ class Sequential:
         for start in range(0, len(x), rows):
             xb = x[start:start + rows]
             res = self._forward(xb, plan, len(xb), training=False)
-            if self._fused_softmax:
-                K.activation_forward(res, "softmax", out=out[start:start + len(xb)], backend=self.backend)
+            if self._fused_output:
+                K.activation_forward(res, self.loss.output_activation, out=out[start:start + len(xb)],
+                                     backend=self.backend)
             else:
                 out[start:start + len(xb)] = res
         return out
@@ -366,3 +417,19 @@ class Sequential:
                          f"{str((None, self.widths[i + 1])):<20}{params:>10,}")
         lines += ["=" * 58, f"Total params: {self.count_params():,}"]
         print_fn("\n".join(lines))
+
+
+def _loss_weight(loss_weights) -> float:
+    """Keras's loss_weights for a one-output model: None (1), a number, or a list/tuple of one."""
+    if loss_weights is None:
+        return 1.0
+    value = loss_weights
+    if isinstance(loss_weights, (list, tuple)):
+        if len(loss_weights) != 1:
+            raise ValueError(f"compile: loss_weights must hold one weight for the model's one output; got {loss_weights!r}")
+        value = loss_weights[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"compile: loss_weights must be a finite number >= 0; got {loss_weights!r}")
+    return float(value)
+

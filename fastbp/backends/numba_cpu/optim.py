@@ -161,3 +161,17 @@ def clip_value_(a, clip):
         xs = af[c * size:min(n, (c + 1) * size)]
         for j in range(xs.size):
             xs[j] = F.clamp(xs[j], lo_, hi_)
+
+
+@njit(cache=True, parallel=True)
+def add_l2_gradient_(g, p, c):
+    """g = g + c p, in place (the gradient of an L2 penalty c / 2 sum(p^2)); c rounded once to the
+    arrays' dtype."""
+    gf = g.reshape(-1)
+    pf = p.reshape(-1)
+    c_ = gf.dtype.type(c)
+    n = gf.size
+    size = even_chunk(n)
+    for k in prange(-(-n // size)):
+        for j in range(k * size, min(n, (k + 1) * size)):
+            gf[j] = F.l2_gradient(gf[j], pf[j], c_)

@@ -21,7 +21,9 @@ KIND, CODE, N_IN, N_OUT, W_OFF, B_OFF, SAVED = range(7)
 DENSE, ACTIVATION = 0, 1
 SAVED_NONE, SAVED_Y, SAVED_Z = 0, 1, 2
 # loss and optimizer codes
-SPARSE_CE, DENSE_CE, MSE = 0, 1, 2
+SPARSE_CE, DENSE_CE, MSE, BINARY_CE = 0, 1, 2, 3
+# regularization table columns: the coefficient for a batch of b rows is CONST + PER_ROW / b
+REG_CONST, REG_PER_ROW = 0, 1
 OPT_SGD, OPT_ADAM, OPT_RMSPROP = 0, 1, 2
 
 
@@ -160,9 +162,47 @@ def _correct(out, labels, targets, sparse):
 
 
 @njit(cache=True)
+def _correct_binary(logits, targets):
+    """Keras's binary accuracy summed over rows: per row, the fraction of outputs where
+    (logit > 0) equals the 0/1 target."""
+    hits = 0
+    for r in range(logits.shape[0]):
+        for c in range(logits.shape[1]):
+            hits += targets[r, c] == (1.0 if logits[r, c] > 0 else 0.0)
+    return hits / logits.shape[1]
+
+
+@njit(cache=True)
+def _scale(a, factor):
+    """a *= factor (rounded once to a's dtype), on the calling thread."""
+    f = a.dtype.type(factor)
+    for r in range(a.shape[0]):
+        for c in range(a.shape[1]):
+            a[r, c] *= f
+
+
+@njit(cache=True)
+def _regularize(layers, reg, params, grads, b):
+    """Each Dense layer's L2 gradient c(b) kernel added to its gradient (c(b) = reg[i, CONST] +
+    reg[i, PER_ROW] / b); returns the penalty sum_i c_i(b) / 2 sum(kernel_i^2), in layer order."""
+    penalty = 0.0
+    for i in range(layers.shape[0]):
+        if layers[i, KIND] != DENSE or (reg[i, REG_CONST] == 0.0 and reg[i, REG_PER_ROW] == 0.0):
+            continue
+        c = reg[i, REG_CONST] + reg[i, REG_PER_ROW] / b
+        lo = layers[i, W_OFF]
+        hi = lo + layers[i, N_IN] * layers[i, N_OUT]
+        penalty += 0.5 * c * opt_k.sum_of_squares(params[lo:hi])
+        opt_k.add_l2_gradient_(grads[lo:hi], params[lo:hi], c)
+    return penalty
+
+
+@njit(cache=True)
 def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, params, grads, segments,
-                ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind, opt, hyper, lrs, t0, s1, s2, s3, clip, stats):
-    """Steps [first, last) of an epoch over x[order]; stats += (sum of batch losses x rows, correct)."""
+                ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind, loss_weight, reg, regularized, opt, hyper, lrs,
+                t0, s1, s2, s3, clip, stats):
+    """Steps [first, last) of an epoch over x[order]; stats += (sum of batch losses x rows, correct).
+    The loss is scaled by loss_weight (its gradient too); ``regularized``: reg holds L2 terms."""
     n = order.shape[0]
     n_in = x.shape[1]
     n_out = layers[layers.shape[0] - 1, N_OUT]
@@ -184,11 +224,20 @@ def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, p
             loss = d.softmax_cross_entropy(out, lbuf[:b], None, g)
         else:
             tb = _view(tbuf, b, n_out)
-            stats[1] += _correct(out, lbuf, tb, False)
-            if loss_kind == DENSE_CE:
-                loss = d.softmax_cross_entropy(out, None, tb, g)
+            if loss_kind == BINARY_CE:
+                stats[1] += _correct_binary(out, tb)
+                loss = d.sigmoid_cross_entropy(out, tb, g)
             else:
-                loss = d.mse_loss(out, tb, g)
+                stats[1] += _correct(out, lbuf, tb, False)
+                if loss_kind == DENSE_CE:
+                    loss = d.softmax_cross_entropy(out, None, tb, g)
+                else:
+                    loss = d.mse_loss(out, tb, g)
+        if loss_weight != 1.0:
+            _scale(g, loss_weight)
+            loss *= loss_weight
         stats[0] += loss * b
         _backward(layers, alphas, params, grads, xb, ys, zs, dxs, dzs, g, b, xbuf)
+        if regularized:
+            stats[0] += _regularize(layers, reg, params, grads, b) * b
         _optimize(params, grads, segments, opt, hyper, lrs[step - first], t0 + step - first + 1, s1, s2, s3, clip)

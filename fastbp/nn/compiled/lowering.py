@@ -61,7 +61,12 @@ def lower(model, x, y, batch):
     sparse = y.ndim == 1
     labels = y if sparse else np.empty(0, np.intp)
     targets = np.empty((0, n_out), dt) if sparse else y
-    loss_kind = C.SPARSE_CE if sparse else C.DENSE_CE if model.loss.needs_logits else C.MSE
+    loss_kind = (C.SPARSE_CE if sparse else C.BINARY_CE if model._binary else C.DENSE_CE if model.loss.needs_logits
+                 else C.MSE)
+    reg = np.zeros((len(model.layers), 2))
+    for i, regularizer in model._regularized():
+        reg[i] = regularizer.coefficients()
+    regularized = bool(model._regularized())
     opt = model.optimizer
     if len(opt._state) != opt._slots():
         opt.build(model.params)
@@ -91,7 +96,7 @@ def lower(model, x, y, batch):
                 with single_threaded_blas:  # one thread pool: the kernels split the work themselves
                     C.train_steps(x, labels, targets, order, first, last, batch, layers, alphas, model.params,
                                   model.grads, segments, ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind,
-                                  code, hyper, lrs, opt.iterations, s[0], s[1], s[2], clip, stats)
+                                  model.loss_weight, reg, regularized, code, hyper, lrs, opt.iterations, s[0], s[1], s[2], clip, stats)
                 tuner.record(threads, time.perf_counter() - start, last - first)
                 opt.iterations += last - first
                 if progress is not None:
@@ -100,6 +105,6 @@ def lower(model, x, y, batch):
                 first = last
         finally:
             numba.set_num_threads(threads_as_set)
-        return float(stats[0]), int(stats[1])
+        return float(stats[0]), float(stats[1])
     run.tuner = tuner
     return run
