@@ -346,9 +346,9 @@ def test_binary_accuracy_is_kerass(rng):
     model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
     model.set_weights([np.eye(2, dtype=np.float32)])
     x = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, -1.0], [0.0, 2.0]], np.float32)
-    y = np.array([[1, 0], [1, 0], [1, 0], [0, 1]], np.float32)  # right: 2, 1, 1, 1 of 2
+    y = np.array([[1, 0], [1, 0], [1, 0], [0, 1]], np.float32)  # right: 2, 1, 1, 2 of 2 (z = 0 is 0)
     loss, accuracy = model.evaluate(x, y, verbose=0)
-    assert accuracy == pytest.approx(5 / 8)
+    assert accuracy == pytest.approx(6 / 8)
     z = x
     assert loss == pytest.approx(np.mean(np.logaddexp(0, z) - z * y), rel=1e-6)
 

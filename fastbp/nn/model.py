@@ -272,11 +272,8 @@ class Sequential:
         for cb in cbs:
             cb.model = self
         n = len(x)
-        steps = math.ceil(n / batch_size)
-        plan = self._plan(batch_size)
-        progress = ProgressBar(verbose, epochs, steps)
-        compiled = self._compiled(x, y, batch_size) if self._use_compiled() else None
-        regularized = bool(self._regularized())
+        run_epoch = self._epoch_runner(x, y, batch_size)
+        progress = ProgressBar(verbose, epochs, run_epoch.steps)
         for cb in cbs:
             cb.on_train_begin()
         for epoch in range(epochs):
@@ -284,11 +281,35 @@ class Sequential:
                 cb.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
             order = self._rng.permutation(n) if shuffle else np.arange(n)
+            total_loss, correct = run_epoch(order, progress if verbose == 1 else None)
+            logs = self._logs(total_loss / n, correct / n)
+            if validation_data is not None:
+                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            progress.epoch_end(epoch, logs)
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+        for cb in cbs:
+            cb.on_train_end()
+        return history
+
+    def _epoch_runner(self, x, y, batch_size):
+        """A function ``run(order, progress=None) -> (sum of batch losses x rows, correct)`` that
+        trains one epoch over the prepared (x, y) in the batches of ``order``, in compiled steps
+        where the model allows (:meth:`_use_compiled`), else in the Python loop over the kernels;
+        ``run.steps`` is the number of steps per epoch. Used by fit() and fastbp.sklearn."""
+        n = len(x)
+        steps = math.ceil(n / batch_size)
+        plan = self._plan(batch_size)
+        compiled = self._compiled(x, y, batch_size) if self._use_compiled() else None
+        regularized = bool(self._regularized())
+
+        def run(order, progress=None):
+            if compiled is not None:
+                return compiled(order, steps, progress)
             total_loss = 0.0
             correct = 0
-            if compiled is not None:
-                total_loss, correct = compiled(order, steps, progress if verbose == 1 else None)
-            for step in range(0 if compiled is None else steps, steps):
+            for step in range(steps):
                 idx = order[step * batch_size:(step + 1) * batch_size]
                 b = len(idx)
                 xb = plan["x"][:b]
@@ -302,19 +323,29 @@ class Sequential:
                 if regularized:
                     total_loss += self._regularize(b) * b
                 self.optimizer.apply(self.params, self.grads, self.segments, backend=self.backend)
-                if verbose == 1:
+                if progress is not None:
                     seen = min((step + 1) * batch_size, n)
                     progress.update(1, self._logs(total_loss / seen, correct / seen))
-            logs = self._logs(total_loss / n, correct / n)
-            if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            progress.epoch_end(epoch, logs)
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-        for cb in cbs:
-            cb.on_train_end()
-        return history
+            return total_loss, correct
+        run.steps = steps
+        return run
+
+    def _loss_and_gradient(self, x, y):
+        """Full-batch objective for deterministic solvers (L-BFGS): the weighted loss plus the
+        penalty at the current weights, with every gradient written into ``self.grads``. ``x``,
+        ``y`` prepared (:meth:`_prepare`); no optimizer step."""
+        n = len(x)
+        plan = self._plan(n)
+        out = self._forward(x, plan, n, training=True)
+        loss = self._loss(out, y, plan["g"][:n])
+        self._backward(x, plan, n)
+        return loss + self._regularize(n)
+
+    def __getstate__(self):
+        """Pickled without the per-batch buffers and thread timings (caches rebuilt on use)."""
+        state = dict(self.__dict__)
+        state["_plans"], state["_thread_tuners"] = {}, {}
+        return state
 
     # ------------------------------------------------------------- compiled training (numba)
 
