@@ -281,7 +281,7 @@ class Sequential:
                 cb.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
             order = self._rng.permutation(n) if shuffle else np.arange(n)
-            total_loss, correct = run_epoch(order, progress if verbose == 1 else None)
+            total_loss, correct, _ = run_epoch(order, progress if verbose == 1 else None)
             logs = self._logs(total_loss / n, correct / n)
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
@@ -294,7 +294,8 @@ class Sequential:
         return history
 
     def _epoch_runner(self, x, y, batch_size):
-        """A function ``run(order, progress=None) -> (sum of batch losses x rows, correct)`` that
+        """A function ``run(order, progress=None) -> (sum of batch losses x rows, correct, the
+        regularization penalties' part of that sum)`` that
         trains one epoch over the prepared (x, y) in the batches of ``order``, in compiled steps
         where the model allows (:meth:`_use_compiled`), else in the Python loop over the kernels;
         ``run.steps`` is the number of steps per epoch. Used by fit() and fastbp.sklearn."""
@@ -307,7 +308,7 @@ class Sequential:
         def run(order, progress=None):
             if compiled is not None:
                 return compiled(order, steps, progress)
-            total_loss = 0.0
+            total_loss = penalties = 0.0
             correct = 0
             for step in range(steps):
                 idx = order[step * batch_size:(step + 1) * batch_size]
@@ -321,25 +322,27 @@ class Sequential:
                 total_loss += self._loss(out, yb, plan["g"][:b]) * b
                 self._backward(xb, plan, b)
                 if regularized:
-                    total_loss += self._regularize(b) * b
+                    penalty = self._regularize(b) * b
+                    total_loss += penalty
+                    penalties += penalty
                 self.optimizer.apply(self.params, self.grads, self.segments, backend=self.backend)
                 if progress is not None:
                     seen = min((step + 1) * batch_size, n)
                     progress.update(1, self._logs(total_loss / seen, correct / seen))
-            return total_loss, correct
+            return total_loss, correct, penalties
         run.steps = steps
         return run
 
     def _loss_and_gradient(self, x, y):
-        """Full-batch objective for deterministic solvers (L-BFGS): the weighted loss plus the
-        penalty at the current weights, with every gradient written into ``self.grads``. ``x``,
-        ``y`` prepared (:meth:`_prepare`); no optimizer step."""
+        """Full-batch objective for deterministic solvers (L-BFGS): (the weighted loss, the
+        penalty) at the current weights, the gradient of their sum written into ``self.grads``.
+        ``x``, ``y`` prepared (:meth:`_prepare`); no optimizer step."""
         n = len(x)
         plan = self._plan(n)
         out = self._forward(x, plan, n, training=True)
         loss = self._loss(out, y, plan["g"][:n])
         self._backward(x, plan, n)
-        return loss + self._regularize(n)
+        return loss, self._regularize(n)
 
     def __getstate__(self):
         """Pickled without the per-batch buffers and thread timings (caches rebuilt on use)."""

@@ -201,7 +201,8 @@ def _regularize(layers, reg, params, grads, b):
 def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, params, grads, segments,
                 ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind, loss_weight, reg, regularized, opt, hyper, lrs,
                 t0, s1, s2, s3, clip, stats):
-    """Steps [first, last) of an epoch over x[order]; stats += (sum of batch losses x rows, correct).
+    """Steps [first, last) of an epoch over x[order]; stats += (sum of batch losses x rows, correct,
+    the penalties' part of that sum).
     The loss is scaled by loss_weight (its gradient too); ``regularized``: reg holds L2 terms."""
     n = order.shape[0]
     n_in = x.shape[1]
@@ -239,5 +240,7 @@ def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, p
         stats[0] += loss * b
         _backward(layers, alphas, params, grads, xb, ys, zs, dxs, dzs, g, b, xbuf)
         if regularized:
-            stats[0] += _regularize(layers, reg, params, grads, b) * b
+            penalty = _regularize(layers, reg, params, grads, b) * b
+            stats[0] += penalty
+            stats[2] += penalty
         _optimize(params, grads, segments, opt, hyper, lrs[step - first], t0 + step - first + 1, s1, s2, s3, clip)

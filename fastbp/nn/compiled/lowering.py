@@ -39,7 +39,8 @@ def layer_table(model) -> np.ndarray:
 
 
 def lower(model, x, y, batch):
-    """A function ``run(order, steps, progress) -> (sum of losses x rows, correct)`` that trains one
+    """A function ``run(order, steps, progress) -> (sum of losses x rows, correct, the penalties'
+    part of that sum)`` that trains one
     epoch over ``x[order]`` in compiled code (``progress``: a ProgressBar or None)."""
     import numba
     from numba.typed import List
@@ -82,7 +83,7 @@ def lower(model, x, y, batch):
         dummy = np.empty(0, dt)
         s = list(state) + [dummy] * (3 - len(state))
         hyper = np.array(hyper, np.float64)
-        stats = np.zeros(2)
+        stats = np.zeros(3)
         first = 0
         try:
             while first < steps:
@@ -105,6 +106,6 @@ def lower(model, x, y, batch):
                 first = last
         finally:
             numba.set_num_threads(threads_as_set)
-        return float(stats[0]), float(stats[1])
+        return float(stats[0]), float(stats[1]), float(stats[2])
     run.tuner = tuner
     return run
