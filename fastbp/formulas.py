@@ -241,6 +241,13 @@ def bias_correction(beta: Real, step: Real) -> Real:
     return 1.0 - math.pow(beta, float(step))
 
 
+def uncorrected_epsilon(eps: Real, beta2: Real, step: Real) -> Real:
+    """eps / sqrt(1 - beta2^t): the eps that, added to the bias-corrected sqrt(v_hat), gives
+    Kingma & Ba's "epsilon hat" placement (eps added to sqrt(v), as scikit-learn and TensorFlow 1
+    do): m_hat / (sqrt(v_hat) + eps_t) = sqrt(1 - b2^t) m_hat / (sqrt(v) + eps)."""
+    return eps / math.sqrt(bias_correction(beta2, step))
+
+
 def adam_moments(p: Elem, g: Elem, m: Elem, v: Elem, shrink: Elem, wd_l2: Elem, b1: Elem, c1: Elem, b2: Elem,
                  c2: Elem) -> tuple[Elem, Elem, Elem]:
     """p' = shrink p (AdamW's decoupled decay, shrink = 1 - lr wd; else 1);  g' = g + wd_l2 p'
@@ -325,6 +332,6 @@ __all__ = [
     "act_derivative", "softmax_term", "log_softmax_term", "softmax_derivative_term", "log_softmax_derivative_term",
     "cross_entropy_term", "cross_entropy_grad", "squared_error", "squared_error_grad",
     "binary_cross_entropy_term", "binary_cross_entropy_grad", "sgd_step",
-    "sgd_momentum_step", "sgd_nesterov_step", "bias_correction", "adam_moments", "adam_param", "running_max", "rmsprop_square",
+    "sgd_momentum_step", "sgd_nesterov_step", "bias_correction", "uncorrected_epsilon", "adam_moments", "adam_param", "running_max", "rmsprop_square",
     "moving_average", "rmsprop_direction", "momentum_buffer", "descend", "l2_gradient", "clamp", "abs_max", "nan_max", "square",
 ]

@@ -367,3 +367,23 @@ def test_binary_cross_entropy_and_regularizer_errors():
     with pytest.raises(ValueError, match="unknown regularizer 'l3'"):
         nn.Dense(3, kernel_regularizer="l3")
     assert nn.Dense(3, kernel_regularizer="l2").kernel_regularizer.coefficients() == (0.02, 0.0)
+
+
+def test_pickled_model_keeps_its_flat_buffer(rng):
+    """After unpickling, the layers' weights are views into the flat buffer again (so training
+    and predict see one set of weights) and the buffers are writable."""
+    import pickle
+
+    x, y = _data(rng)
+    model = nn.Sequential([nn.Dense(5, activation="tanh", input_shape=(6,)), nn.Dense(3, activation="softmax")],
+                          seed=1)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    copy = pickle.loads(pickle.dumps(model))
+    assert all(np.shares_memory(w, copy.params) for layer in copy.layers for w in layer.weights)
+    assert all(np.shares_memory(g, copy.grads) for layer in copy.layers for g in layer.grads)
+    np.testing.assert_array_equal(copy.predict(x), model.predict(x))
+    model.fit(x, y, epochs=1, verbose=0, shuffle=False)
+    copy.fit(x, y, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -350,6 +350,24 @@ class Sequential:
         state["_plans"], state["_thread_tuners"] = {}, {}
         return state
 
+    def __setstate__(self, state):
+        """Unpickled with writable buffers of its own (a pickle may be loaded read-only, memory
+        mapped) and each layer's weights and gradients views into them again (pickle stores
+        every view as a separate array)."""
+        self.__dict__.update(state)
+        if self.built:
+            self.params, self.grads = np.array(self.params), np.array(self.grads)
+            segments = iter(self.segments)
+            for layer in self.layers:
+                shapes = [w.shape for w in layer.weights]
+                layer.weights, layer.grads = [], []
+                for shape in shapes:
+                    start, stop = next(segments)
+                    layer.weights.append(self.params[start:stop].reshape(shape))
+                    layer.grads.append(self.grads[start:stop].reshape(shape))
+        if self.optimizer is not None:
+            self.optimizer._state = tuple(np.array(s) for s in self.optimizer._state)
+
     # ------------------------------------------------------------- compiled training (numba)
 
     def _use_compiled(self) -> bool:

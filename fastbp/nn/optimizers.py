@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import formulas as F
 from .. import kernels as K
 from .schedules import learning_rate_at
 
@@ -93,22 +94,31 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with Keras's defaults (eps 1e-7), bias correction, optional amsgrad."""
+    """Adam with Keras's defaults (eps 1e-7), bias correction, optional amsgrad.
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
+    ``uncorrected_epsilon=True`` adds eps to sqrt(v) before the bias correction instead of after
+    it (the "epsilon hat" of Kingma & Ba, scikit-learn's and TensorFlow 1's placement): the kernel
+    is given eps / sqrt(1 - beta_2^t) (:func:`fastbp.formulas.uncorrected_epsilon`)."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
+                 uncorrected_epsilon=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
+        self.uncorrected_epsilon = bool(uncorrected_epsilon)
 
     def _slots(self):
         return 3 if self.amsgrad else 2
 
     def compiled_spec(self):
-        return 1, [self.beta_1, self.beta_2, self.epsilon, self.weight_decay or 0.0, float(self.amsgrad), 0.0], self._state
+        return 1, [self.beta_1, self.beta_2, self.epsilon, self.weight_decay or 0.0, float(self.amsgrad),
+                   float(self.uncorrected_epsilon)], self._state
 
     def _update(self, params, grads, lr, backend):
         m, v = self._state[:2]
-        K.adam_update(params, grads, m, v, step=self.iterations + 1, lr=lr, beta1=self.beta_1, beta2=self.beta_2,
-                      eps=self.epsilon, weight_decay=self.weight_decay or 0.0, decoupled_weight_decay=True,
+        step = self.iterations + 1
+        eps = F.uncorrected_epsilon(self.epsilon, self.beta_2, step) if self.uncorrected_epsilon else self.epsilon
+        K.adam_update(params, grads, m, v, step=step, lr=lr, beta1=self.beta_1, beta2=self.beta_2,
+                      eps=eps, weight_decay=self.weight_decay or 0.0, decoupled_weight_decay=True,
                       amsgrad=self.amsgrad, vmax=self._state[2] if self.amsgrad else None, backend=backend)
 
 

@@ -15,9 +15,8 @@ columns turns fastbp's mean over all elements into that sum) and half the square
 (regression; ``loss_weights`` = columns / 2). The gradient is therefore scikit-learn's:
 ``(f(X) - y) / b`` at the output's logits and ``alpha W / b`` for each kernel.
 
-Departures, each documented where it is made: Adam places eps as PyTorch does (``m_hat /
-(sqrt(v_hat) + eps)``; scikit-learn's ``m / (sqrt(v) + eps)`` with a bias-corrected step is the
-same up to eps * sqrt(1 - beta_2^t)); SGD's velocity holds gradients, not steps, so a learning rate
+Adam places eps as scikit-learn does (added to sqrt(v) before the bias correction:
+``nn.Adam(uncorrected_epsilon=True)``). Departures, each documented where it is made: SGD's velocity holds gradients, not steps, so a learning rate
 that changes mid-training ('invscaling', 'adaptive') scales the whole velocity at once; sparse
 input is densified. (The regressor trains on half the squared error summed over its outputs, as
 scikit-learn's gradient does, and reports loss_ as scikit-learn does, with the mean over the
@@ -208,7 +207,7 @@ class BaseMLP(BaseEstimator):
             return nn.SGD(learning_rate=self.learning_rate_init, momentum=self.momentum,
                           nesterov=self.nesterovs_momentum and self.momentum > 0)
         return nn.Adam(learning_rate=self.learning_rate_init, beta_1=self.beta_1, beta_2=self.beta_2,
-                       epsilon=self.epsilon)
+                       epsilon=self.epsilon, uncorrected_epsilon=True)  # scikit-learn's placement of eps
 
     def _fit_stochastic(self, X, Y, incremental):
         if not incremental or not hasattr(self, "_optimizer"):

@@ -15,6 +15,7 @@ from ...activations import LINEAR
 from ...backends._cpu.tiling import GATHER_ROWS, SERIAL_ELEMENTS
 from ...backends.numba_cpu import dispatch as d
 from ...backends.numba_cpu import optim as opt_k
+from ...backends.numba_cpu._formulas import F
 
 # layer table columns
 KIND, CODE, N_IN, N_OUT, W_OFF, B_OFF, SAVED = range(7)
@@ -120,7 +121,8 @@ def _clip_norm(a, max_norm):
 @njit(cache=True)
 def _optimize(params, grads, segments, opt, hyper, lr, t, s1, s2, s3, clip):
     """Clip (clip = [clipvalue, clipnorm, global_clipnorm], 0 for off), then one optimizer step.
-    hyper = [momentum|beta1|rho, beta2, eps, weight_decay, nesterov|amsgrad|centered]."""
+    hyper = [momentum|beta1|rho, beta2, eps, weight_decay, nesterov|amsgrad|centered,
+    rmsprop's momentum|adam's uncorrected_epsilon]."""
     if clip[0] > 0:
         opt_k.clip_value_(grads, clip[0])
     if clip[1] > 0:
@@ -131,7 +133,8 @@ def _optimize(params, grads, segments, opt, hyper, lr, t, s1, s2, s3, clip):
     wd = hyper[3]
     flag = hyper[4] != 0
     if opt == OPT_ADAM:
-        d.adam_update_masked(params, grads, s1, s2, s3, flag, t, lr, hyper[0], hyper[1], hyper[2], wd, True)
+        eps = F.uncorrected_epsilon(hyper[2], hyper[1], t) if hyper[5] != 0 else hyper[2]
+        d.adam_update_masked(params, grads, s1, s2, s3, flag, t, lr, hyper[0], hyper[1], eps, wd, True)
         return
     if wd != 0:  # Keras's decoupled weight decay
         opt_k.scale_(params, 1.0 - lr * wd)
