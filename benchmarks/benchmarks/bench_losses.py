@@ -1,4 +1,4 @@
-"""Losses with their gradients: softmax cross-entropy (integer labels) and MSE."""
+"""Losses with their gradients: softmax cross-entropy (integer labels), MSE and binary cross-entropy."""
 import numpy as np
 
 from .common import BACKENDS, DTYPES, contender, shape_of
@@ -69,4 +69,35 @@ class MeanSquaredError:
                             numpy=numpy_mse, torch=torch_mse)
 
     def time_mse_loss(self, backend, dtype, shape):
+        self.fn()
+
+
+class SigmoidCrossEntropy:
+    """Binary cross-entropy from logits (multi-label targets), value and gradient."""
+    params = [BACKENDS, DTYPES, ["128x10", "1024x1024"]]
+    param_names = ["backend", "dtype", "shape"]
+
+    def setup(self, backend, dtype, shape):
+        rng = np.random.default_rng(0)
+        logits = (rng.standard_normal(shape_of(shape)) * 3).astype(dtype)
+        targets = (rng.random(shape_of(shape)) < 0.5).astype(dtype)
+        grad = np.empty_like(logits)
+
+        def numpy_bce():
+            def run():
+                loss = np.mean(np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits))))
+                return loss, (1 / (1 + np.exp(-logits)) - targets) / logits.size
+            return run
+
+        def torch_bce(torch):
+            tz = torch.from_numpy(logits).requires_grad_()
+            tt = torch.from_numpy(targets)
+            return lambda: torch.autograd.grad(torch.nn.functional.binary_cross_entropy_with_logits(tz, tt), tz)
+
+        self.fn = contender(
+            backend,
+            fastbp=lambda K, name: lambda: K.sigmoid_cross_entropy(logits, targets, dlogits=grad, backend=name),
+            numpy=numpy_bce, torch=torch_bce)
+
+    def time_sigmoid_cross_entropy(self, backend, dtype, shape):
         self.fn()

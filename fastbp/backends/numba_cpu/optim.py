@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._cpu.tiling import CHUNK, even_chunk, ordered_sum
+from .._cpu.tiling import CHUNK, SERIAL_ELEMENTS, even_chunk, ordered_sum
 from ._formulas import F
 
 
@@ -163,15 +163,35 @@ def clip_value_(a, clip):
             xs[j] = F.clamp(xs[j], lo_, hi_)
 
 
+@njit(cache=True, inline="always")
+def _l2_chunk(gf, pf, c, lo, hi):
+    """g = g + c p over [lo, hi), returning sum(p^2) over it (float64)."""
+    acc = 0.0
+    for j in range(lo, hi):
+        acc += F.square(pf[j])
+        gf[j] = F.l2_gradient(gf[j], pf[j], c)
+    return acc
+
+
 @njit(cache=True, parallel=True)
-def add_l2_gradient_(g, p, c):
-    """g = g + c p, in place (the gradient of an L2 penalty c / 2 sum(p^2)); c rounded once to the
-    arrays' dtype."""
+def _l2_penalty_gradient_parallel(gf, pf, c, partial):
+    n = gf.size
+    for k in prange(partial.size):
+        partial[k] = _l2_chunk(gf, pf, c, k * CHUNK, min(n, (k + 1) * CHUNK))
+
+
+@njit(cache=True)
+def l2_penalty_gradient_(g, p, c):
+    """g = g + c p in place (the gradient of the L2 penalty c / 2 sum(p^2), c rounded once to the
+    arrays' dtype), returning sum(p^2) in float64: one pass, in sum_of_squares's chunks summed in
+    order (so the same bits as sum_of_squares(p)); on the calling thread below SERIAL_ELEMENTS."""
     gf = g.reshape(-1)
     pf = p.reshape(-1)
     c_ = gf.dtype.type(c)
-    n = gf.size
-    size = even_chunk(n)
-    for k in prange(-(-n // size)):
-        for j in range(k * size, min(n, (k + 1) * size)):
-            gf[j] = F.l2_gradient(gf[j], pf[j], c_)
+    partial = np.empty(-(-gf.size // CHUNK), np.float64)
+    if gf.size >= SERIAL_ELEMENTS:
+        _l2_penalty_gradient_parallel(gf, pf, c_, partial)
+    else:
+        for k in range(partial.size):
+            partial[k] = _l2_chunk(gf, pf, c_, k * CHUNK, min(gf.size, (k + 1) * CHUNK))
+    return ordered_sum(partial)

@@ -195,8 +195,7 @@ def _regularize(layers, reg, params, grads, b):
         c = reg[i, REG_CONST] + reg[i, REG_PER_ROW] / b
         lo = layers[i, W_OFF]
         hi = lo + layers[i, N_IN] * layers[i, N_OUT]
-        penalty += 0.5 * c * opt_k.sum_of_squares(params[lo:hi])
-        opt_k.add_l2_gradient_(grads[lo:hi], params[lo:hi], c)
+        penalty += 0.5 * c * opt_k.l2_penalty_gradient_(grads[lo:hi], params[lo:hi], c)
     return penalty
 
 
