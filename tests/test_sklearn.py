@@ -301,3 +301,14 @@ def test_version_and_import_errors_say_how_to_install():
     code = "import sys; sys.modules['sklearn'] = None\ntry:\n import fastbp.sklearn\nexcept ImportError as e:\n print(e)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "fastbp.sklearn needs scikit-learn >= 1.6: pip install 'fastbp[sklearn]'" in done.stdout, done.stderr
+
+
+def test_verbose_prints_scikit_learns_lines(capsys):
+    _, X, y = PROBLEMS["multiclass"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, verbose=True, random_state=0).fit(X, y)
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, verbose=True, solver="lbfgs", random_state=0).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Iteration 1, loss = ") and lines[1].startswith("Iteration 2, loss = ")
+    assert lines[2].startswith("Iteration 1, loss = ")

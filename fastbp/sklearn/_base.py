@@ -326,8 +326,11 @@ class BaseMLP(BaseEstimator):
 
         callback = None
         if self.verbose:
+            iterations = []
+
             def callback(intermediate_result):
-                print("Iteration, loss = %.8f" % intermediate_result.fun)
+                iterations.append(intermediate_result.fun)
+                print("Iteration %d, loss = %.8f" % (len(iterations), intermediate_result.fun))
         result = scipy.optimize.minimize(objective, model.params.astype(np.float64), method="L-BFGS-B", jac=True,
                                          callback=callback,
                                          options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
