@@ -312,3 +312,16 @@ def test_verbose_prints_scikit_learns_lines(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Iteration 1, loss = ") and lines[1].startswith("Iteration 2, loss = ")
     assert lines[2].startswith("Iteration 1, loss = ")
+
+
+def test_replaced_weights_of_the_wrong_shape_or_number_are_refused():
+    _, X, y = PROBLEMS["regression"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPRegressor(hidden_layer_sizes=(6,), max_iter=2, random_state=0).fit(X, y)
+    est.coefs_[0] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match=r"coefs_/intercepts_ must keep their shapes: expected \(12, 6\); got \(3, 3\)"):
+        est.predict(X)
+    est.coefs_ = est.coefs_[:1]
+    with pytest.raises(ValueError, match="coefs_ and intercepts_ must hold 2 arrays each"):
+        est.predict(X)

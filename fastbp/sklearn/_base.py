@@ -128,6 +128,10 @@ class BaseMLP(BaseEstimator):
         """Make the network compute with ``coefs_`` / ``intercepts_`` as they are now (a user may
         have replaced or edited them; after unpickling they are copies)."""
         model = self._model
+        if len(self.coefs_) != len(model.layers) or len(self.intercepts_) != len(model.layers):
+            raise ValueError(f"coefs_ and intercepts_ must hold {len(model.layers)} arrays each (one per layer); "
+                             f"got {len(self.coefs_)} and {len(self.intercepts_)}")
+        replaced = False
         for layer, coef, intercept in zip(model.layers, self.coefs_, self.intercepts_):
             for mine, given in ((layer.kernel, coef), (layer.bias, intercept)):
                 if given is not mine:
@@ -136,8 +140,10 @@ class BaseMLP(BaseEstimator):
                         raise ValueError(f"coefs_/intercepts_ must keep their shapes: expected {mine.shape}; "
                                          f"got {given.shape}")
                     mine[...] = given
-        self.coefs_ = [layer.kernel for layer in model.layers]
-        self.intercepts_ = [layer.bias for layer in model.layers]
+                    replaced = True
+        if replaced:  # from now on the views again
+            self.coefs_ = [layer.kernel for layer in model.layers]
+            self.intercepts_ = [layer.bias for layer in model.layers]
 
     def __setstate__(self, state):
         super().__setstate__(state)
