@@ -22,3 +22,21 @@ def test_the_seed_epoch_has_24_5_gflop_of_products():
     by_hand = sum(2 * m * k * p for m, k, p in products)
     assert by_hand == 24_545_280_000
     assert _script("compare_training").epoch_flops(n) == by_hand
+
+
+def test_compare_sklearn_fits_the_issues_model_with_both():
+    """compare_sklearn.py's setting is issue 20's, and one fit of each contender works (one epoch
+    of MNIST here: both past 90% test accuracy, one iteration)."""
+    import os
+
+    import pytest
+
+    pytest.importorskip("sklearn", reason="scikit-learn is in the test extra")
+    script = _script("compare_sklearn")
+    assert script.PARAMS == dict(hidden_layer_sizes=(128,), solver="adam", batch_size=128, max_iter=10,
+                                 random_state=0)
+    data = os.environ.get("FASTBP_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    for name in ("fastbp", "sklearn"):
+        result = script.one_fit(name, data, "float32", dict(script.PARAMS, max_iter=1))
+        assert set(result) == {"first_fit_s", "fit_s", "accuracy", "n_iter"}
+        assert result["n_iter"] == 1 and result["accuracy"] > 0.9, (name, result)
