@@ -209,9 +209,15 @@ def binary_cross_entropy_term(z: Real, target: Real) -> Real:
     return (z if z > 0.0 else 0.0) - z * float(target) + math.log1p(math.exp(-abs(z)))
 
 
-def binary_cross_entropy_grad(z: Real, target: Real, scale: Real) -> Real:
-    """d term / d z = scale (sigmoid(z) - t), scale = 1 / n for the mean."""
-    return scale * (sigmoid(float(z)) - float(target))
+def binary_cross_entropy_term_grad(z: Real, target: Real, scale: Real) -> tuple[Real, Real]:
+    """(the term, its derivative scale (sigmoid(z) - t)), scale = 1 / n for the mean, from one
+    e = exp(-|z|): sigmoid(z) = 1 / (1 + e) for z >= 0, e / (1 + e) below (:func:`sigmoid`'s
+    values exactly)."""
+    z = float(z)
+    t = float(target)
+    e = math.exp(-abs(z))
+    s = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+    return (z if z > 0.0 else 0.0) - z * t + math.log1p(e), scale * (s - t)
 
 
 # -------------------------------------------------------------------------------- optimizers
@@ -331,7 +337,7 @@ __all__ = [
     "gelu_derivative", "gelu_tanh", "gelu_tanh_derivative", "silu_derivative", "softplus", "act_forward",
     "act_derivative", "softmax_term", "log_softmax_term", "softmax_derivative_term", "log_softmax_derivative_term",
     "cross_entropy_term", "cross_entropy_grad", "squared_error", "squared_error_grad",
-    "binary_cross_entropy_term", "binary_cross_entropy_grad", "sgd_step",
+    "binary_cross_entropy_term", "binary_cross_entropy_term_grad", "sgd_step",
     "sgd_momentum_step", "sgd_nesterov_step", "bias_correction", "uncorrected_epsilon", "adam_moments", "adam_param", "running_max", "rmsprop_square",
     "moving_average", "rmsprop_direction", "momentum_buffer", "descend", "l2_gradient", "clamp", "abs_max", "nan_max", "square",
 ]

@@ -117,9 +117,12 @@ def flat_kernels(threads: int):
         tid = cuda.threadIdx.x
         acc = 0.0
         for i in range(cuda.grid(1), logits.size, cuda.gridsize(1)):
-            acc += F.binary_cross_entropy_term(logits[i], targets[i])
             if need_grad:
-                dlogits[i] = F.binary_cross_entropy_grad(logits[i], targets[i], scale)
+                term, grad = F.binary_cross_entropy_term_grad(logits[i], targets[i], scale)
+                dlogits[i] = grad
+            else:
+                term = F.binary_cross_entropy_term(logits[i], targets[i])
+            acc += term
         total = block_sum(buf, tid, acc)
         if tid == 0:
             partial[cuda.blockIdx.x] = total

@@ -111,13 +111,16 @@ def sigmoid_cross_entropy(const floating[::1] logits, const floating[::1] target
     cdef double[::1] partial = np.zeros(n_chunks, np.float64)
     cdef bint grad = dlogits is not None
     cdef floating* gp = &dlogits[0] if grad else NULL
-    cdef double scale = 1.0 / n, acc, total = 0.0
+    cdef double scale = 1.0 / n, acc, term, grad_j, total = 0.0
     for c in prange(n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
         acc = 0.0
         for j in range(c * chunk, min(n, (c + 1) * chunk)):
-            acc = acc + F.binary_cross_entropy_term(logits[j], targets[j])
             if grad:
-                gp[j] = <floating>F.binary_cross_entropy_grad(logits[j], targets[j], scale)
+                term, grad_j = F.binary_cross_entropy_term_grad(logits[j], targets[j], scale)
+                gp[j] = <floating>grad_j
+            else:
+                term = F.binary_cross_entropy_term(logits[j], targets[j])
+            acc = acc + term
         partial[c] = acc
     for c in range(n_chunks):
         total += partial[c]

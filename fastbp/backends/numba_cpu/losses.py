@@ -120,9 +120,12 @@ def _bce_chunk(zf, tf, gf, scale, lo, hi, need_grad):
     scale (sigmoid(z) - t) on the way when need_grad."""
     acc = 0.0
     for j in range(lo, hi):
-        acc += F.binary_cross_entropy_term(zf[j], tf[j])
         if need_grad:
-            gf[j] = F.binary_cross_entropy_grad(zf[j], tf[j], scale)
+            term, gj = F.binary_cross_entropy_term_grad(zf[j], tf[j], scale)
+            gf[j] = gj
+        else:
+            term = F.binary_cross_entropy_term(zf[j], tf[j])
+        acc += term
     return acc
 
 
