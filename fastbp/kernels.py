@@ -228,23 +228,7 @@ def mse_loss(pred, target, *, dpred=None, need_grad=True, backend=None):
     Keras's ``MeanSquaredError`` give the same loss for 2-D inputs). ``dpred`` may be ``pred``
     itself (in place). Returns ``(loss, dpred)``; an empty input raises ValueError.
     """
-    fn = "mse_loss"
-    need_grad = chk.flag(fn, "need_grad", need_grad)
-    pred = chk.float_array(fn, "pred", pred)
-    target = chk.float_array(fn, "target", target)
-    chk.common_dtype(fn, pred=pred, target=target)
-    chk.shape(fn, "target", target, pred.shape, "(like pred)")
-    if pred.size == 0:
-        raise ValueError(f"{fn}: pred must have at least one element (the mean over nothing is undefined); got {pred.shape}")
-    be = select(backend, pred, target)
-    grad = work = None
-    if need_grad:
-        grad, work = chk.output_in_place(fn, "dpred", dpred, pred.shape, pred.dtype, {"pred": pred, "target": target},
-                                         be.empty, ("pred",))
-    _placed(fn, be, pred=pred, target=target, dpred=grad)
-    loss = be.mse_loss(pred, target, work)
-    _copy_back(be, grad, work)
-    return loss, grad
+    return _elementwise_loss("mse_loss", ("pred", pred), ("target", target), ("dpred", dpred), need_grad, backend)
 
 
 def sigmoid_cross_entropy(logits, targets, *, dlogits=None, need_grad=True, backend=None):
@@ -260,22 +244,29 @@ def sigmoid_cross_entropy(logits, targets, *, dlogits=None, need_grad=True, back
     magnitude. ``dlogits`` may be ``logits`` itself (in place). Returns ``(loss, dlogits)`` with
     ``dlogits`` None when ``need_grad=False``; an empty input raises ValueError.
     """
-    fn = "sigmoid_cross_entropy"
+    return _elementwise_loss("sigmoid_cross_entropy", ("logits", logits), ("targets", targets), ("dlogits", dlogits),
+                             need_grad, backend)
+
+
+def _elementwise_loss(fn, first, second, out, need_grad, backend):
+    """The checks, output and dispatch of a mean over all elements of a loss of two like arrays
+    (``first``/``second``/``out``: (argument name, value)); the backend function is ``fn``.
+    The gradient may be written over ``first`` (in place)."""
+    (a_name, a), (b_name, b), (g_name, g) = first, second, out
     need_grad = chk.flag(fn, "need_grad", need_grad)
-    logits = chk.float_array(fn, "logits", logits)
-    targets = chk.float_array(fn, "targets", targets)
-    chk.common_dtype(fn, logits=logits, targets=targets)
-    chk.shape(fn, "targets", targets, logits.shape, "(like logits)")
-    if logits.size == 0:
-        raise ValueError(f"{fn}: logits must have at least one element (the mean over nothing is undefined); "
-                         f"got {logits.shape}")
-    be = select(backend, logits, targets)
+    a = chk.float_array(fn, a_name, a)
+    b = chk.float_array(fn, b_name, b)
+    chk.common_dtype(fn, **{a_name: a, b_name: b})
+    chk.shape(fn, b_name, b, a.shape, f"(like {a_name})")
+    if a.size == 0:
+        raise ValueError(f"{fn}: {a_name} must have at least one element (the mean over nothing is undefined); "
+                         f"got {a.shape}")
+    be = select(backend, a, b)
     grad = work = None
     if need_grad:
-        grad, work = chk.output_in_place(fn, "dlogits", dlogits, logits.shape, logits.dtype,
-                                         {"logits": logits, "targets": targets}, be.empty, ("logits",))
-    _placed(fn, be, logits=logits, targets=targets, dlogits=grad)
-    loss = be.sigmoid_cross_entropy(logits, targets, work)
+        grad, work = chk.output_in_place(fn, g_name, g, a.shape, a.dtype, {a_name: a, b_name: b}, be.empty, (a_name,))
+    _placed(fn, be, **{a_name: a, b_name: b, g_name: grad})
+    loss = getattr(be, fn)(a, b, work)
     _copy_back(be, grad, work)
     return loss, grad
 

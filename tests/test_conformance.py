@@ -170,15 +170,21 @@ def test_softmax_cross_entropy(backend, targets, shape, dtype, rng):
     else:
         labels = rng.random(shape).astype(dtype)
         labels /= labels.sum(axis=1, keepdims=True)
-    loss_ref, grad_ref = K.softmax_cross_entropy(logits, labels, backend="numpy")
-    logits_d, labels_d = t.put(logits), t.put(labels)
-    loss, grad = K.softmax_cross_entropy(logits_d, labels_d, backend=t.name)
+    _check_loss(t, K.softmax_cross_entropy, "dlogits", logits, labels, dtype)
+    assert K.softmax_cross_entropy(t.put(logits), t.put(labels), need_grad=False, backend=t.name)[1] is None
+
+
+def _check_loss(t, fn, grad_name, first, second, dtype):
+    """fn(first, second) on target t against the NumPy reference: the loss (a float) and its
+    gradient, into a new array and in place over ``first``."""
+    loss_ref, grad_ref = fn(first, second, backend="numpy")
+    first_d, second_d = t.put(first), t.put(second)
+    loss, grad = fn(first_d, second_d, backend=t.name)
     assert isinstance(loss, float)
     assert_close(loss, loss_ref, dtype)
     assert_close(t.get(grad), grad_ref, dtype)
-    assert K.softmax_cross_entropy(logits_d, labels_d, need_grad=False, backend=t.name)[1] is None
-    inplace = t.put(logits.copy())
-    loss2, grad2 = K.softmax_cross_entropy(inplace, labels_d, dlogits=inplace, backend=t.name)
+    inplace = t.put(first.copy())
+    loss2, grad2 = fn(inplace, second_d, **{grad_name: inplace}, backend=t.name)
     assert grad2 is inplace
     assert_close(loss2, loss_ref, dtype)
     assert_close(t.get(grad2), grad_ref, dtype)
@@ -191,16 +197,7 @@ def test_mse_loss(backend, shape, dtype, rng):
     t = backend
     pred = rng.standard_normal(shape).astype(dtype)
     target = rng.standard_normal(shape).astype(dtype)
-    loss_ref, grad_ref = K.mse_loss(pred, target, backend="numpy")
-    pred_d, target_d = t.put(pred), t.put(target)
-    loss, grad = K.mse_loss(pred_d, target_d, backend=t.name)
-    assert isinstance(loss, float)
-    assert_close(loss, loss_ref, dtype)
-    assert_close(t.get(grad), grad_ref, dtype)
-    loss2, grad2 = K.mse_loss(pred_d, target_d, dpred=pred_d, backend=t.name)
-    assert grad2 is pred_d
-    assert_close(loss2, loss_ref, dtype)
-    assert_close(t.get(grad2), grad_ref, dtype)
+    _check_loss(t, K.mse_loss, "dpred", pred, target, dtype)
 
 
 @pytest.mark.parametrize("backend, shape, dtype",
@@ -212,17 +209,7 @@ def test_sigmoid_cross_entropy(backend, shape, dtype, rng):
     logits = (rng.standard_normal(shape) * 8).astype(dtype)
     logits.reshape(-1)[:2] = [40.0, -40.0][:logits.size]
     for targets in ((rng.random(shape) < 0.5).astype(dtype), rng.random(shape).astype(dtype)):
-        loss_ref, grad_ref = K.sigmoid_cross_entropy(logits, targets, backend="numpy")
-        z_d, t_d = t.put(logits), t.put(targets)
-        loss, grad = K.sigmoid_cross_entropy(z_d, t_d, backend=t.name)
-        assert isinstance(loss, float)
-        assert_close(loss, loss_ref, dtype)
-        assert_close(t.get(grad), grad_ref, dtype)
-        inplace = t.put(logits.copy())
-        loss2, grad2 = K.sigmoid_cross_entropy(inplace, t_d, dlogits=inplace, backend=t.name)
-        assert grad2 is inplace
-        assert_close(loss2, loss_ref, dtype)
-        assert_close(t.get(grad2), grad_ref, dtype)
+        _check_loss(t, K.sigmoid_cross_entropy, "dlogits", logits, targets, dtype)
 
 
 #: (13, 17): more elements than the simulator geometry's 64-thread grids, so every thread strides

@@ -179,35 +179,21 @@ def test_clip_grad_value(dtype, rng):
         np.testing.assert_array_equal(a, b, err_msg=f"clip_grad_value: gradient {s}, numba vs cython")
 
 
+@pytest.mark.parametrize("kernel, grad_name", [("mse_loss", "dpred"), ("sigmoid_cross_entropy", "dlogits")])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (1000,), (128, 10), (101_770,), (300_001,)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_mse_loss(shape, dtype, rng):
-    pred = rng.standard_normal(shape).astype(dtype)
-    target = rng.standard_normal(shape).astype(dtype)
+def test_elementwise_losses(kernel, grad_name, shape, dtype, rng):
+    """mse_loss and sigmoid_cross_entropy: the loss and its gradient, into a buffer and in place."""
+    first = (rng.standard_normal(shape) * 4).astype(dtype)
+    second = (rng.standard_normal(shape) if kernel == "mse_loss" else rng.random(shape)).astype(dtype)
+    fn = getattr(K, kernel)
     for in_place in (False, True):
         def run(be):
-            p = pred.copy()
-            return K.mse_loss(p, target, dpred=p if in_place else None, backend=be)
+            a = first.copy()
+            return fn(a, second, **{grad_name: a if in_place else None}, backend=be)
         (l1, g1), (l2, g2) = _both(run)
         problems = [] if l1 == l2 else [f"loss {l1!r} (numba) != {l2!r} (cython)"]
         if _differ(g1, g2):
-            problems.append(f"dpred: {_differ(g1, g2)}")
-        assert not problems, f"mse_loss{' in place' if in_place else ''}: " + "; ".join(problems)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1,), (1000,), (128, 10), (101_770,), (300_001,)],
-                         ids=lambda s: "x".join(map(str, s)))
-def test_sigmoid_cross_entropy(shape, dtype, rng):
-    logits = (rng.standard_normal(shape) * 4).astype(dtype)
-    targets = rng.random(shape).astype(dtype)
-    for in_place in (False, True):
-        def run(be):
-            z = logits.copy()
-            return K.sigmoid_cross_entropy(z, targets, dlogits=z if in_place else None, backend=be)
-        (l1, g1), (l2, g2) = _both(run)
-        problems = [] if l1 == l2 else [f"loss {l1!r} (numba) != {l2!r} (cython)"]
-        if _differ(g1, g2):
-            problems.append(f"dlogits: {_differ(g1, g2)}")
-        assert not problems, f"sigmoid_cross_entropy{' in place' if in_place else ''}: " + "; ".join(problems)
+            problems.append(f"{grad_name}: {_differ(g1, g2)}")
+        assert not problems, f"{kernel}{' in place' if in_place else ''}: " + "; ".join(problems)

@@ -67,11 +67,23 @@ def test_compiled_steps_give_the_python_loops_weights(optimizer, rng, monkeypatc
     """On numba, fit() runs whole steps in compiled code; the Python loop over the same kernels
     must reach the same weights (the same kernels in the same order, so the same bits)."""
     x, y = _data(rng, n=50)
-    results = []
-    for compiled in (True, False):
+
+    def make():
         model = nn.Sequential([nn.Dense(7, activation="gelu", input_shape=(6,)), nn.Activation("silu"),
                                nn.Dense(3, activation="softmax", use_bias=False)], seed=1, backend="numba")
         model.compile(optimizer=optimizer(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    h_c, h_p = _both_loops(make, x, y, monkeypatch)
+    np.testing.assert_allclose(h_c["loss"], h_p["loss"], rtol=1e-12)
+
+
+def _both_loops(make_model, x, y, monkeypatch):
+    """Two epochs of make_model() in the compiled loop and in the Python loop: the same weights,
+    bit for bit, and the same accuracy; returns both histories."""
+    results = []
+    for compiled in (True, False):
+        model = make_model()
         monkeypatch.setattr(model, "_use_compiled", lambda compiled=compiled: compiled)
         history = model.fit(x.astype(np.float32), y, batch_size=16, epochs=2, verbose=0)
         results.append((model.get_weights(), history.history))
@@ -79,7 +91,7 @@ def test_compiled_steps_give_the_python_loops_weights(optimizer, rng, monkeypatc
     for a, b in zip(w_c, w_p):
         np.testing.assert_array_equal(a, b)
     assert h_c["accuracy"] == h_p["accuracy"]
-    np.testing.assert_allclose(h_c["loss"], h_p["loss"], rtol=1e-12)
+    return h_c, h_p
 
 
 @pytest.mark.skipif("numba" not in BACKENDS, reason="numba backend unavailable")
@@ -327,16 +339,7 @@ def test_binary_cross_entropy_with_l2_matches_numpy(backend, regularizer, coeffi
 @pytest.mark.parametrize("regularizer", [nn.regularizers.L2(0.01), nn.regularizers.PerSampleL2(0.5)])
 def test_compiled_steps_give_the_python_loops_weights_with_bce_and_l2(regularizer, rng, monkeypatch):
     x, y = _multilabel_data(rng, n=53)
-    results = []
-    for compiled in (True, False):
-        model = _bce_l2_model("numba", np.float32, regularizer, 0.5)
-        monkeypatch.setattr(model, "_use_compiled", lambda compiled=compiled: compiled)
-        history = model.fit(x.astype(np.float32), y, batch_size=16, epochs=2, verbose=0)
-        results.append((model.get_weights(), history.history))
-    (w_c, h_c), (w_p, h_p) = results
-    for a, b in zip(w_c, w_p):
-        np.testing.assert_array_equal(a, b)
-    assert h_c["accuracy"] == h_p["accuracy"]
+    h_c, h_p = _both_loops(lambda: _bce_l2_model("numba", np.float32, regularizer, 0.5), x, y, monkeypatch)
     assert h_c["loss"] == h_p["loss"]  # the same float64 sums in the same order
 
 
