@@ -34,6 +34,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, shuffle
+from sklearn.utils.validation import check_is_fitted
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 from .. import nn
@@ -92,7 +93,29 @@ class BaseMLP(BaseEstimator):
         """Y as the fastbp model trains on it."""
         raise NotImplementedError
 
+    #: score used for early stopping's validation (accuracy_score / r2_score, as scikit-learn's)
+    _score_function = None
+
     def _score(self, X, y):
+        """The validation score of (X, y), NaN when the network's outputs are not finite."""
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return self._score_function(y, y_pred)
+
+    def fit(self, X, y):
+        """Fit the model to data matrix X and target(s) y (class labels or a label-indicator
+        matrix for the classifier, values for the regressor). Returns self."""
+        self._validate_params()
+        return self._fit(X, y, incremental=False)
+
+    def predict(self, X):
+        """The predicted classes (label-indicator rows for multi-label) or values, shape
+        (n_samples,) or (n_samples, n_outputs)."""
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
         raise NotImplementedError
 
     # ------------------------------------------------------------------------- the network

@@ -30,12 +30,6 @@ def _store_parameters(estimator, arguments):
             setattr(estimator, name, value)
 
 
-def _score_or_nan(y_pred, score):
-    if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
-        return np.nan
-    return score()
-
-
 class MLPClassifier(ClassifierMixin, BaseMLP):
     __doc__ = """Multi-layer perceptron classifier minimizing the log-loss with L-BFGS, SGD or Adam:
     softmax cross-entropy for several classes, a logistic output per column for two classes and for
@@ -48,6 +42,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend=None):
         _store_parameters(self, locals())
+
+    _score_function = staticmethod(accuracy_score)
 
     def _is_classifier(self):
         return True
@@ -88,16 +84,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _validation_targets(self, Y_val):
         return self._label_binarizer.inverse_transform(Y_val)
 
-    def _score(self, X, y):
-        y_pred = self._predict(X, check_input=False)
-        return _score_or_nan(y_pred, lambda: accuracy_score(y, y_pred))
-
-    def fit(self, X, y):
-        """Fit the model to data matrix X and target(s) y (class labels, or a label-indicator
-        matrix for multi-label classification). Returns self."""
-        self._validate_params()
-        return self._fit(X, y, incremental=False)
-
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, classes=None):
         """One epoch over (X, y); ``classes`` (all the labels) is required on the first call."""
@@ -109,11 +95,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             else:
                 self._label_binarizer.fit(classes)
         return self._fit(X, y, incremental=True)
-
-    def predict(self, X):
-        """The predicted classes (label-indicator rows for multi-label)."""
-        check_is_fitted(self)
-        return self._predict(X)
 
     def _predict(self, X, check_input=True):
         y_pred = self._forward_pass_fast(X, check_input=check_input)
@@ -149,6 +130,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 """ + _PARAMETERS
 
     _parameter_constraints: dict = {**BaseMLP._parameter_constraints, "loss": [StrOptions({"squared_error"})]}
+    _score_function = staticmethod(r2_score)
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
@@ -179,25 +161,11 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         # scikit-learn's loss_: 0.5 mean over rows and outputs (the trained loss / outputs)
         return loss / self.n_outputs_ + penalty
 
-    def _score(self, X, y):
-        y_pred = self._predict(X, check_input=False)
-        return _score_or_nan(y_pred, lambda: r2_score(y, y_pred))
-
-    def fit(self, X, y):
-        """Fit the model to data matrix X and target(s) y. Returns self."""
-        self._validate_params()
-        return self._fit(X, y, incremental=False)
-
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y):
         """One epoch over (X, y)."""
         self._validate_params()
         return self._fit(X, y, incremental=True)
-
-    def predict(self, X):
-        """The predicted values, shape (n_samples,) or (n_samples, n_outputs)."""
-        check_is_fitted(self)
-        return self._predict(X)
 
     def _predict(self, X, check_input=True):
         y_pred = self._forward_pass_fast(X, check_input=check_input)
