@@ -6,18 +6,24 @@
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=10)
     loss, accuracy = model.evaluate(x_test, y_test)
+    model.save("mnist.fastbp")                 # everything; nn.load_model("mnist.fastbp") resumes
 """
 from . import initializers, losses, optimizers, regularizers, schedules
-from .callbacks import Callback, History
+from .callbacks import Callback, CSVLogger, EarlyStopping, History, TerminateOnNaN
+from .checkpoints import BackupAndRestore, ModelCheckpoint
 from .layers import Activation, Dense, Layer
 from .losses import BinaryCrossentropy, CategoricalCrossentropy, MeanSquaredError, SparseCategoricalCrossentropy
 from .model import Sequential
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from .saving import load_model
+from .serialization import register_serializable
 from .schedules import CosineDecay, ExponentialDecay, LearningRateSchedule, PiecewiseConstantDecay
 
 __all__ = [
     "Sequential", "Dense", "Activation", "Layer", "SGD", "Adam", "AdamW", "RMSprop", "Optimizer",
     "ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay", "LearningRateSchedule",
     "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy", "MeanSquaredError", "Callback", "History",
+    "BackupAndRestore", "ModelCheckpoint", "EarlyStopping", "TerminateOnNaN", "CSVLogger", "load_model",
+    "register_serializable",
     "initializers", "losses", "optimizers", "regularizers", "schedules",
 ]

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .serialization import register_serializable
+
 _TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated at +-2
 
 
@@ -57,7 +59,8 @@ def ones(shape, rng=None, dtype=np.float32):
     return np.ones(shape, dtype)
 
 
-_BY_NAME = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, zeros, ones)}
+_BY_NAME = {f.__name__: register_serializable(f) for f in (glorot_uniform, glorot_normal, he_uniform, he_normal,
+                                                          zeros, ones)}
 
 
 def get(init):

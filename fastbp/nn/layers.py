@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .. import activations as A
 from . import initializers, regularizers
+from .serialization import register_serializable
 
 
 class Layer:
@@ -32,7 +33,12 @@ class Layer:
     def init_params(self, rng, dtype):
         return []
 
+    def get_config(self) -> dict:
+        """The constructor's arguments (what :func:`fastbp.nn.serialization.serialize` saves)."""
+        return {"input_shape": list(self.input_shape) if self.input_shape is not None else None, "name": self.name}
 
+
+@register_serializable
 class Dense(Layer):
     """y = activation(x @ kernel + bias); kernel (in, units), bias (units,). ``kernel_regularizer``
     (:mod:`fastbp.nn.regularizers`, or 'l2') adds a penalty on the kernel to the loss."""
@@ -63,6 +69,11 @@ class Dense(Layer):
             params.append(self.bias_initializer((self.units,), rng, dtype))
         return params
 
+    def get_config(self):
+        return {"units": self.units, "activation": self.activation.name, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer,
+                "alpha": self.alpha, "kernel_regularizer": self.kernel_regularizer, **super().get_config()}
+
     @property
     def kernel(self):
         return self.weights[0]
@@ -72,6 +83,7 @@ class Dense(Layer):
         return self.weights[1] if self.use_bias else None
 
 
+@register_serializable
 class Activation(Layer):
     """y = activation(x), no weights."""
 
@@ -79,3 +91,6 @@ class Activation(Layer):
         super().__init__(input_shape, name)
         self.activation = A.get(activation)
         self.alpha = alpha
+
+    def get_config(self):
+        return {"activation": self.activation.name, "alpha": self.alpha, **super().get_config()}

@@ -3,6 +3,8 @@ cross-entropy, goes through the fused, stable kernel on the logits (softmax_cros
 sigmoid_cross_entropy): the log of a probability is never taken."""
 from __future__ import annotations
 
+from .serialization import register_serializable
+
 
 class Loss:
     name = ""
@@ -12,7 +14,11 @@ class Loss:
     def __init__(self, from_logits=False):
         self.from_logits = from_logits
 
+    def get_config(self) -> dict:
+        return {"from_logits": self.from_logits}
 
+
+@register_serializable
 class SparseCategoricalCrossentropy(Loss):
     """Mean over the batch of -log softmax(z)[label]; labels are integer class indices."""
     name = "sparse_categorical_crossentropy"
@@ -20,6 +26,7 @@ class SparseCategoricalCrossentropy(Loss):
     sparse = True
 
 
+@register_serializable
 class CategoricalCrossentropy(Loss):
     """Mean over the batch of -sum_j t_j log softmax(z)_j; targets are one-hot or probabilities."""
     name = "categorical_crossentropy"
@@ -27,6 +34,7 @@ class CategoricalCrossentropy(Loss):
     sparse = False
 
 
+@register_serializable
 class BinaryCrossentropy(Loss):
     """Mean over all elements of -[t log s + (1 - t) log(1 - s)], s = sigmoid(z): independent 0/1
     (or probability) targets per output column (binary and multi-label classification)."""
@@ -36,6 +44,7 @@ class BinaryCrossentropy(Loss):
     sparse = False
 
 
+@register_serializable
 class MeanSquaredError(Loss):
     """Mean over all elements of (prediction - target)^2."""
     name = "mean_squared_error"

@@ -16,10 +16,12 @@ from .. import kernels as K
 from .._backend import select
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
-from .callbacks import Callback, History, ProgressBar
-from .layers import Activation, Dense, Layer
+from .callbacks import CallbackList, FitPosition, History, ProgressBar
+from .layers import Dense, Layer
+from .serialization import register_serializable
 
 
+@register_serializable
 class Sequential:
     """A stack of layers. ``seed`` makes initialization and shuffling reproducible; ``backend``
     picks the kernels' backend (None: the usual selection, see :func:`fastbp.use_backend`)."""
@@ -37,10 +39,20 @@ class Sequential:
         self.metrics = []
         self._plans = {}
         self._thread_tuners = {}  # (threads, batch, enabled) -> ThreadTuner, kept across fit() calls
+        self.stop_training = False
+        self._fit_position = None  # where fit() is (a FitPosition), for BackupAndRestore
+        self._resume_from = None  # a FitPosition BackupAndRestore restored, for fit() to start at
         for layer in layers or []:
             self.add(layer)
 
     # ----------------------------------------------------------------------------- structure
+
+    def get_config(self) -> dict:
+        """The constructor's arguments, layers serialized (:mod:`fastbp.nn.serialization`); a seed
+        that is not an integer (a Generator) is saved as None (the random state is saved apart)."""
+        seed = self.seed if self.seed is None or isinstance(self.seed, (int, np.integer)) else None
+        return {"layers": list(self.layers), "name": self.name, "seed": seed, "backend": self.backend,
+                "dtype": self.dtype.name}
 
     def add(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
@@ -256,10 +268,15 @@ class Sequential:
     # ---------------------------------------------------------------------------- training
 
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True) -> History:
-        """Train for ``epochs`` passes over (x, y) in shuffled batches; return the History."""
+            validation_data=None, shuffle=True, initial_epoch=0) -> History:
+        """Train for epochs ``initial_epoch`` .. ``epochs - 1`` over (x, y) in shuffled batches
+        (Keras's semantics); return the History. Callbacks (:mod:`fastbp.nn.callbacks`,
+        :mod:`fastbp.nn.checkpoints`) run at epoch ends and, where they ask, after steps; a
+        :class:`~fastbp.nn.checkpoints.BackupAndRestore` backup makes fit() resume where it was."""
         if self.optimizer is None:
             raise RuntimeError("Sequential.fit: call compile() first")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+            raise ValueError(f"fit: initial_epoch must be an integer >= 0; got {initial_epoch!r}")
         x, y = self._prepare(x, y)
         if validation_data is None and validation_split:
             if not 0 < validation_split < 1:
@@ -267,36 +284,65 @@ class Sequential:
             cut = int(len(x) * (1 - validation_split))
             validation_data = (x[cut:], y[cut:])
             x, y = x[:cut], y[:cut]
-        history = History()
-        cbs = [history] + list(callbacks or [])
-        for cb in cbs:
-            cb.model = self
         n = len(x)
+        steps = math.ceil(n / batch_size)
+        history = History()
+        cbs = CallbackList([history] + list(callbacks or []), self, steps, batch_size, n,
+                           lambda totals, seen: self._logs(totals[0] / seen, totals[1] / seen))
+        self.stop_training = False
+        self._resume_from = None
+        cbs.call("on_train_begin", None)
+        position, self._resume_from = self._resume_from, None  # set by BackupAndRestore
+        if position is not None:
+            self._check_resume(position, n, steps)
+        else:
+            position = FitPosition(int(initial_epoch), 0, None, (0.0, 0.0, 0.0), int(initial_epoch) * steps)
         run_epoch = self._epoch_runner(x, y, batch_size)
-        progress = ProgressBar(verbose, epochs, run_epoch.steps)
-        for cb in cbs:
-            cb.on_train_begin()
-        for epoch in range(epochs):
-            for cb in cbs:
-                cb.on_epoch_begin(epoch)
-            progress.epoch_begin(epoch)
-            order = self._rng.permutation(n) if shuffle else np.arange(n)
-            total_loss, correct, _ = run_epoch(order, progress if verbose == 1 else None)
+        progress = ProgressBar(verbose, epochs, steps)
+        global_step = position.global_step
+        for epoch in range(position.epoch, epochs):
+            resumed = epoch == position.epoch and position.order is not None
+            first, totals = (position.step, position.totals) if resumed else (0, (0.0, 0.0, 0.0))
+            cbs.call("on_epoch_begin", epoch, None)
+            progress.epoch_begin(epoch, first)
+            if resumed:
+                order = position.order
+            else:
+                order = self._rng.permutation(n) if shuffle else np.arange(n)
+            cbs.start_epoch(epoch, order, first, global_step)
+            self._fit_position = FitPosition(epoch, first, order, totals, global_step)
+            total_loss, correct, _ = run_epoch(order, progress if verbose == 1 else None, first, totals, cbs)
+            global_step = self._fit_position.global_step if self.stop_training else global_step - first + steps
             logs = self._logs(total_loss / n, correct / n)
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             progress.epoch_end(epoch, logs)
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-        for cb in cbs:
-            cb.on_train_end()
+            self._fit_position = FitPosition(epoch + 1, 0, None, (0.0, 0.0, 0.0), global_step)
+            cbs.call("on_epoch_end", epoch, logs)
+            if self.stop_training:
+                break
+        cbs.call("on_train_end", None)
+        self._fit_position = None
         return history
 
+    def _check_resume(self, position, n, steps):
+        """A restored position must fit this fit() call's data: the same number of samples and
+        steps per epoch, and an order that is a permutation of the samples."""
+        if position.step > steps or position.global_step < 0 or position.epoch < 0:
+            raise ValueError(f"fit: the backup's position (epoch {position.epoch}, step {position.step}) does not "
+                             f"fit {steps} steps per epoch; resume with the same data and batch_size")
+        if position.order is not None:
+            order = position.order
+            if len(order) != n or not np.array_equal(np.bincount(order.clip(0, n), minlength=n + 1)[:n], np.ones(n)):
+                raise ValueError(f"fit: the backup's sample order is not a permutation of the {n} samples; resume "
+                                 "with the same data, validation_split and batch_size")
+
     def _epoch_runner(self, x, y, batch_size):
-        """A function ``run(order, progress=None) -> (sum of batch losses x rows, correct, the
-        regularization penalties' part of that sum)`` that
-        trains one epoch over the prepared (x, y) in the batches of ``order``, in compiled steps
+        """A function ``run(order, progress=None, first=0, totals=(0, 0, 0), hooks=None) -> (sum of
+        batch losses x rows, correct, the regularization penalties' part of that sum)`` that trains
+        one epoch (its steps from ``first`` on, the sums starting at ``totals``; ``hooks`` a
+        CallbackList) over the prepared (x, y) in the batches of ``order``, in compiled steps
         where the model allows (:meth:`_use_compiled`), else in the Python loop over the kernels;
         ``run.steps`` is the number of steps per epoch. Used by fit() and fastbp.sklearn."""
         n = len(x)
@@ -305,12 +351,13 @@ class Sequential:
         compiled = self._compiled(x, y, batch_size) if self._use_compiled() else None
         regularized = bool(self._regularized())
 
-        def run(order, progress=None):
+        def run(order, progress=None, first=0, totals=(0.0, 0.0, 0.0), hooks=None):
             if compiled is not None:
-                return compiled(order, steps, progress)
-            total_loss = penalties = 0.0
-            correct = 0
-            for step in range(steps):
+                return compiled(order, steps, progress, first, totals, hooks)
+            total_loss, correct, penalties = totals
+            for step in range(first, steps):
+                if hooks is not None:
+                    hooks.begin(step)
                 idx = order[step * batch_size:(step + 1) * batch_size]
                 b = len(idx)
                 xb = plan["x"][:b]
@@ -329,6 +376,8 @@ class Sequential:
                 if progress is not None:
                     seen = min((step + 1) * batch_size, n)
                     progress.update(1, self._logs(total_loss / seen, correct / seen))
+                if hooks is not None and hooks.end(step + 1, (total_loss, correct, penalties)):
+                    break
             return total_loss, correct, penalties
         run.steps = steps
         return run
@@ -450,13 +499,27 @@ class Sequential:
                 raise ValueError(f"set_weights: expected shape {target.shape}; got {value.shape}")
             target[...] = value
 
+    def save(self, path) -> None:
+        """Write the whole model to ``path`` atomically: architecture, weights, compile settings,
+        optimizer state and random state (:mod:`fastbp.nn.saving`); ``nn.load_model(path)``
+        continues training exactly where this model is."""
+        from . import saving
+
+        saving.save_model(self, path)
+
     def save_weights(self, path) -> None:
-        """Save the weights to an .npz file (arrays in layer order)."""
-        np.savez(path, *self.get_weights())
+        """Write the weights to ``path`` atomically (a zip of ``arr_0.npy``, ... in layer order with
+        their checksums; ``np.load`` reads it). The path is used as given."""
+        from . import saving
+
+        saving.save_weights(self, path)
 
     def load_weights(self, path) -> None:
-        with np.load(path) as data:
-            self.set_weights([data[f"arr_{i}"] for i in range(len(data.files))])
+        """Set the weights from a :meth:`save_weights` file; a file that is corrupted or whose
+        arrays do not fit this model is a ValueError and changes nothing."""
+        from . import saving
+
+        saving.load_weights(self, path)
 
     def summary(self, print_fn=print) -> None:
         self.build()

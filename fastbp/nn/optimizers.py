@@ -14,6 +14,7 @@ import numpy as np
 from .. import formulas as F
 from .. import kernels as K
 from .schedules import learning_rate_at
+from .serialization import register_serializable
 
 
 class Optimizer:
@@ -72,6 +73,7 @@ class Optimizer:
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "iterations"}
 
 
+@register_serializable
 class SGD(Optimizer):
     """Keras's SGD (momentum, Nesterov), PyTorch's update formula (the same for a constant rate)."""
 
@@ -93,6 +95,7 @@ class SGD(Optimizer):
                      backend=backend)
 
 
+@register_serializable
 class Adam(Optimizer):
     """Adam with Keras's defaults (eps 1e-7), bias correction, optional amsgrad.
 
@@ -122,6 +125,7 @@ class Adam(Optimizer):
                       amsgrad=self.amsgrad, vmax=self._state[2] if self.amsgrad else None, backend=backend)
 
 
+@register_serializable
 class AdamW(Adam):
     """Adam with decoupled weight decay, Keras's default 0.004."""
 
@@ -129,6 +133,7 @@ class AdamW(Adam):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
 
 
+@register_serializable
 class RMSprop(Optimizer):
     """RMSprop with Keras's defaults (rho 0.9, eps 1e-7), PyTorch's placement of eps."""
 

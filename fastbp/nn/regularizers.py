@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from .serialization import register_serializable
+
 
 class Regularizer:
     """A scaled L2 penalty; subclasses define :meth:`coefficients`."""
@@ -33,6 +35,7 @@ def _non_negative(name, value):
     return float(value)
 
 
+@register_serializable
 class L2(Regularizer):
     """Keras's L2: penalty ``l2 * sum(w^2)``, gradient ``2 l2 w`` (the same for every batch size)."""
 
@@ -43,6 +46,7 @@ class L2(Regularizer):
         return 2.0 * self.l2, 0.0
 
 
+@register_serializable
 class PerSampleL2(Regularizer):
     """scikit-learn's MLP penalty: ``alpha / (2 b) * sum(w^2)`` for a batch of ``b`` rows, gradient
     ``alpha w / b`` (the L2 term divided by the batch size)."""

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import math
 
+from .serialization import register_serializable
+
 
 class LearningRateSchedule:
     def __call__(self, step: int) -> float:
         raise NotImplementedError
 
+    def get_config(self) -> dict:
+        """The constructor's arguments."""
+        return dict(vars(self))
 
+
+@register_serializable
 class ExponentialDecay(LearningRateSchedule):
     """lr = initial * decay_rate ** (step / decay_steps)   (floor of the exponent with staircase)."""
 
@@ -28,6 +35,7 @@ class ExponentialDecay(LearningRateSchedule):
         return self.initial_learning_rate * self.decay_rate ** p
 
 
+@register_serializable
 class PiecewiseConstantDecay(LearningRateSchedule):
     """values[0] while step <= boundaries[0], values[i] while boundaries[i-1] < step <= boundaries[i],
     values[-1] after the last boundary."""
@@ -48,6 +56,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return self.values[-1]
 
 
+@register_serializable
 class CosineDecay(LearningRateSchedule):
     """lr = initial * ((1 - alpha) * (1 + cos(pi * min(step, decay_steps) / decay_steps)) / 2 + alpha)."""
 

@@ -202,9 +202,11 @@ def _regularize(layers, reg, params, grads, b):
 @njit(cache=True)
 def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, params, grads, segments,
                 ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind, loss_weight, reg, regularized, opt, hyper, lrs,
-                t0, s1, s2, s3, clip, stats):
+                t0, s1, s2, s3, clip, stats, stop_nonfinite):
     """Steps [first, last) of an epoch over x[order]; stats += (sum of batch losses x rows, correct,
-    the penalties' part of that sum).
+    the penalties' part of that sum). Returns the step after the last one run: ``last``, or earlier
+    when ``stop_nonfinite`` and the running loss sum stats[0] became NaN or infinite (the step that
+    made it so is completed, optimizer update included: Keras's TerminateOnNaN stops there).
     The loss is scaled by loss_weight (its gradient too); ``regularized``: reg holds L2 terms."""
     n = order.shape[0]
     n_in = x.shape[1]
@@ -246,3 +248,6 @@ def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, p
             stats[0] += penalty
             stats[2] += penalty
         _optimize(params, grads, segments, opt, hyper, lrs[step - first], t0 + step - first + 1, s1, s2, s3, clip)
+        if stop_nonfinite and not math.isfinite(stats[0]):
+            return step + 1
+    return last

@@ -39,9 +39,9 @@ def layer_table(model) -> np.ndarray:
 
 
 def lower(model, x, y, batch):
-    """A function ``run(order, steps, progress) -> (sum of losses x rows, correct, the penalties'
-    part of that sum)`` that trains one
-    epoch over ``x[order]`` in compiled code (``progress``: a ProgressBar or None)."""
+    """A function ``run(order, steps, progress, first=0, totals=(0, 0, 0), hooks=None) -> (sum of
+    losses x rows, correct, the penalties' part of that sum)`` that trains one epoch (or its steps
+    from ``first`` on) over ``x[order]`` in compiled code (``progress``: a ProgressBar or None)."""
     import numba
     from numba.typed import List
 
@@ -78,32 +78,42 @@ def lower(model, x, y, batch):
         model._thread_tuners[key] = ThreadTuner(*key[::2])
     tuner = model._thread_tuners[key]
 
-    def run(order, steps, progress):
+    def run(order, steps, progress, first=0, totals=(0.0, 0.0, 0.0), hooks=None):
+        """Steps [first, steps) of the epoch over x[order], the running sums starting at ``totals``;
+        ``hooks`` (a :class:`~fastbp.nn.callbacks.CallbackList` or None) is called before and after
+        each chunk, and a chunk ends where it asks (``next_stop``) or where the loss sum becomes
+        non-finite (when it watches for that). Returns the sums; stops early when hooks say so."""
         code, hyper, state = opt.compiled_spec()
         dummy = np.empty(0, dt)
         s = list(state) + [dummy] * (3 - len(state))
         hyper = np.array(hyper, np.float64)
-        stats = np.zeros(3)
-        first = 0
+        stats = np.array(totals, np.float64)
+        watch = hooks is not None and hooks.watch_nonfinite
         try:
             while first < steps:
                 # chunks of steps, each on the thread count that currently runs them fastest
                 # (the same bits on any count)
                 threads, chunk = tuner.choose()
                 last = min(steps, first + chunk)
+                if hooks is not None:
+                    last = min(last, hooks.next_stop(first))
+                    hooks.begin(first)
                 lrs = np.array([learning_rate_at(opt.learning_rate, opt.iterations + k) for k in range(last - first)])
                 numba.set_num_threads(threads)
                 start = time.perf_counter()
                 with single_threaded_blas:  # one thread pool: the kernels split the work themselves
-                    C.train_steps(x, labels, targets, order, first, last, batch, layers, alphas, model.params,
-                                  model.grads, segments, ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind,
-                                  model.loss_weight, reg, regularized, code, hyper, lrs, opt.iterations, s[0], s[1], s[2], clip, stats)
-                tuner.record(threads, time.perf_counter() - start, last - first)
-                opt.iterations += last - first
+                    done = C.train_steps(x, labels, targets, order, first, last, batch, layers, alphas, model.params,
+                                         model.grads, segments, ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind,
+                                         model.loss_weight, reg, regularized, code, hyper, lrs, opt.iterations,
+                                         s[0], s[1], s[2], clip, stats, watch)
+                tuner.record(threads, time.perf_counter() - start, done - first)
+                opt.iterations += done - first
                 if progress is not None:
-                    seen = min(last * batch, len(order))
-                    progress.update(last - first, model._logs(stats[0] / seen, stats[1] / seen))
-                first = last
+                    seen = min(done * batch, len(order))
+                    progress.update(done - first, model._logs(stats[0] / seen, stats[1] / seen))
+                first = done
+                if hooks is not None and hooks.end(done, (float(stats[0]), float(stats[1]), float(stats[2]))):
+                    break
         finally:
             numba.set_num_threads(threads_as_set)
         return float(stats[0]), float(stats[1]), float(stats[2])
