@@ -19,6 +19,11 @@ def main(argv=None) -> int:
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     train.add_argument("--plot", metavar="FILE", default=None, help="save loss/accuracy curves as a PNG (matplotlib)")
+    train.add_argument("--save", metavar="FILE", default=None,
+                       help="save the trained model (nn.load_model reads it) when training ends")
+    train.add_argument("--backup-dir", metavar="DIR", default=None,
+                       help="back up the training state there after every epoch; run the same command again "
+                            "after an interruption to resume where it stopped")
     args = parser.parse_args(argv)
     if args.command == "info":
         from . import show_config
@@ -49,10 +54,14 @@ def _train(args) -> int:
     model = nn.Sequential([nn.Dense(128, activation="relu", input_shape=(784,)),
                            nn.Dense(10, activation="softmax")], seed=args.seed, backend=args.backend)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    callbacks = [nn.BackupAndRestore(args.backup_dir)] if args.backup_dir else []
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=args.verbose,
-                        validation_data=(x_test, y_test))
+                        validation_data=(x_test, y_test), callbacks=callbacks)
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"test loss {loss:.4f} - test accuracy {accuracy:.4f}")
+    if args.save:
+        model.save(args.save)
+        print(f"model saved to {args.save}")
     if args.plot:
         save_curves(history, args.plot)
         print(f"curves saved to {args.plot}")

@@ -299,7 +299,7 @@ def sgd_update(param, grad, *, lr, momentum=0.0, velocity=None, nesterov=False, 
     ``velocity`` (zero-initialized, like param) is required when momentum > 0.
     """
     fn = "sgd_update"
-    lr = chk.positive(fn, "lr", lr)
+    lr = chk.real(fn, "lr", lr, low=0.0)  # 0 is allowed: a schedule may reach it (CosineDecay)
     momentum = chk.nonnegative(fn, "momentum", momentum)
     weight_decay = chk.nonnegative(fn, "weight_decay", weight_decay)
     nesterov = chk.flag(fn, "nesterov", nesterov)
@@ -330,7 +330,7 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     """
     fn = "adam_update"
     step = chk.integer(fn, "step", step, low=1)
-    lr = chk.positive(fn, "lr", lr)
+    lr = chk.real(fn, "lr", lr, low=0.0)  # 0 is allowed: a schedule may reach it (CosineDecay)
     beta1 = chk.unit_interval(fn, "beta1", beta1)
     beta2 = chk.unit_interval(fn, "beta2", beta2)
     eps = chk.nonnegative(fn, "eps", eps)
@@ -361,7 +361,7 @@ def rmsprop_update(param, grad, sq_avg, *, lr=1e-2, rho=0.99, eps=1e-8, weight_d
     zero-initialized arrays shaped like param, updated in place.
     """
     fn = "rmsprop_update"
-    lr = chk.positive(fn, "lr", lr)
+    lr = chk.real(fn, "lr", lr, low=0.0)  # 0 is allowed: a schedule may reach it (CosineDecay)
     rho = chk.unit_interval(fn, "rho", rho)
     eps = chk.nonnegative(fn, "eps", eps)
     weight_decay = chk.nonnegative(fn, "weight_decay", weight_decay)

@@ -149,7 +149,7 @@ DOCUMENTED_ALIASES = {("linear_backward", "dz", "dy"), ("activation_forward", "o
                       ("mse_loss", "dpred", "pred"), ("sigmoid_cross_entropy", "dlogits", "logits")}
 
 SCALAR_MUTATIONS = {
-    "lr": [(-0.1, ValueError), (float("nan"), ValueError), ("0.1", TypeError), (True, TypeError), (0.0, ValueError)],
+    "lr": [(-0.1, ValueError), (float("nan"), ValueError), ("0.1", TypeError), (True, TypeError)],
     "step": [(0, ValueError), (1.5, TypeError), (-3, ValueError)],
     "momentum": [(-0.5, ValueError), (float("inf"), ValueError)],
     "max_norm": [(0.0, ValueError), (-1.0, ValueError), (None, TypeError)],

@@ -162,9 +162,20 @@ def test_activation_rules():
 
 # ------------------------------------------------------------------------------------ scalars
 
+def test_zero_learning_rate_updates_nothing():
+    """lr = 0 is a valid rate (a CosineDecay schedule ends there): every optimizer leaves the
+    parameters as they were (their state still advances)."""
+    g = np.array([0.5, -2.0, 3.0])
+    for update, state in ((K.sgd_update, {"momentum": 0.9, "velocity": np.zeros(3)}),
+                          (K.adam_update, {"m": np.zeros(3), "v": np.zeros(3), "step": 1}),
+                          (K.rmsprop_update, {"sq_avg": np.zeros(3)})):
+        p = np.array([1.0, 2.0, 3.0])
+        update(p, g, lr=0.0, **state)
+        np.testing.assert_array_equal(p, [1.0, 2.0, 3.0])
+
+
 @pytest.mark.parametrize("kwargs,exc,pattern", [
-    ({"lr": 0.0}, ValueError, r"lr must be finite and in \(0.0, inf\]; got 0.0"),
-    ({"lr": -1.0}, ValueError, r"lr must be finite"),
+    ({"lr": -1.0}, ValueError, r"lr must be finite and in \[0.0, inf\]; got -1.0"),
     ({"lr": math.nan}, ValueError, r"lr must be finite"),
     ({"lr": math.inf}, ValueError, r"lr must be finite"),
     ({"lr": True}, TypeError, r"lr must be a real number; got bool"),
@@ -179,6 +190,7 @@ def test_activation_rules():
     ({"amsgrad": True}, ValueError, r"vmax is required"),
 ])
 def test_adam_scalar_rules(kwargs, exc, pattern):
+    """(A rate of 0 is allowed, and updates nothing: test_zero_learning_rate_updates_nothing.)"""
     p = np.zeros(3)
     args = {"step": 1, **kwargs}
     with pytest.raises(exc, match="adam_update: " + pattern):

@@ -25,3 +25,20 @@ def test_show_config_and_config_info_agree():
     assert {b["name"] for b in info["backends"]} >= {"numpy", "numba", "cython", "cuda"}
     assert any(p["user_api"] == "blas" for p in info["thread_pools"])
     assert info["default_cpu_backend"] in buf.getvalue()
+
+
+def test_fastbp_train_saves_the_model_and_backs_up_while_training(mnist_dir, tmp_path, capsys):
+    from fastbp import cli, nn
+
+    saved, backup = tmp_path / "mnist.fastbp", tmp_path / "backup"
+    assert cli.main(["train", "--epochs", "1", "--data", str(mnist_dir), "--seed", "0", "--verbose", "0",
+                     "--save", str(saved), "--backup-dir", str(backup)]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("test accuracy ")[1].split()[0])
+    assert accuracy > 0.9 and f"model saved to {saved}" in out
+    assert not backup.exists()  # deleted once training completed
+    from fastbp.datasets import load_mnist
+
+    _, (x_test, y_test) = load_mnist(mnist_dir)
+    loss, acc = nn.load_model(saved).evaluate(x_test.reshape(-1, 784) / 255.0, y_test, verbose=0)
+    assert f"test accuracy {acc:.4f}" in out and f"test loss {loss:.4f}" in out

@@ -151,7 +151,7 @@ def test_weights_files_round_trip_and_refuse_what_does_not_fit(tmp_path, rng):
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
     legacy = tmp_path / "legacy.npz"
-    np.savez(legacy, *[w + 1 for w in before])  # fastbp < 0.9 wrote plain .npz files
+    np.savez(legacy, *[w + 1 for w in before])  # earlier save_weights wrote plain .npz files
     model.load_weights(legacy)
     np.testing.assert_array_equal(model.get_weights()[0], before[0] + 1)
     other = nn.Sequential([nn.Dense(9, activation="relu", input_shape=(6,)), nn.Dense(3, activation="softmax")])

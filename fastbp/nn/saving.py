@@ -217,8 +217,8 @@ def save_weights(model, path) -> None:
 
 
 def load_weights(model, path) -> None:
-    """Set the model's weights from a file written by :func:`save_weights` (or by fastbp before
-    0.9: a plain ``.npz`` of ``arr_0``, ...; its zip CRCs and shapes are checked)."""
+    """Set the model's weights from a file written by :func:`save_weights` (or an earlier
+    ``save_weights``'s plain ``.npz`` of ``arr_0``, ...: its zip CRCs and shapes are checked)."""
     model.build()
     targets = [w for layer in model.layers for w in layer.weights]
     names = [f"arr_{i}.npy" for i in range(len(targets))]
