@@ -212,6 +212,9 @@ def test_a_backup_from_another_model_or_other_data_is_refused(rng, tmp_path):
     kept = nn.BackupAndRestore(tmp_path, delete_checkpoint=False)
     _model("numpy").fit(x, y, epochs=3, batch_size=10, verbose=0, callbacks=[kept])
     assert (tmp_path / "latest.fastbp").exists()
+    (tmp_path / "notes.txt").write_text("someone else's file")
+    _model("numpy").fit(x, y, epochs=3, batch_size=10, verbose=0, callbacks=[nn.BackupAndRestore(tmp_path)])
+    assert os.listdir(tmp_path) == ["notes.txt"]  # the backup is gone, the folder and its other files stay
 
 
 def test_initial_epoch_and_stop_training(rng):

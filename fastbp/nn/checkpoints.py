@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 
 from . import saving
 from .atomic import TEMP_SUFFIX, temp_prefix
@@ -27,7 +26,8 @@ class BackupAndRestore(Callback):
     bits as an uninterrupted run on the same backend. The backup is one model file
     (``latest.fastbp``: weights, optimizer state, random state, epoch, step, the epoch's sample
     order and running sums) replaced atomically, so a kill at any moment leaves the previous backup
-    or the new one. ``delete_checkpoint``: remove the backup when training completes.
+    or the new one. ``delete_checkpoint``: remove the backup when training completes (and the
+    folder, if nothing else is in it).
 
     The backup must come from the same model, compiled the same way, fitted on the same data with
     the same ``batch_size`` and ``validation_split``; a different model or compile() is a
@@ -49,7 +49,7 @@ class BackupAndRestore(Callback):
 
     def on_train_begin(self, logs=None):
         os.makedirs(self.backup_dir, exist_ok=True)
-        for stale in glob.glob(os.path.join(glob.escape(self.backup_dir), temp_prefix(self.path) + "*" + TEMP_SUFFIX)):
+        for stale in self._stale_temporaries():
             os.unlink(stale)  # a write a kill interrupted: the backup itself is whole
         if os.path.exists(self.path):
             self.model._resume_from = saving.restore_into(self.model, self.path)
@@ -65,8 +65,20 @@ class BackupAndRestore(Callback):
         saving.save_model(self.model, self.path, position=self.model._fit_position)
 
     def on_train_end(self, logs=None):
-        if self.delete_checkpoint and os.path.isdir(self.backup_dir):
-            shutil.rmtree(self.backup_dir)
+        """With ``delete_checkpoint``: remove the backup, and ``backup_dir`` if that leaves it
+        empty (unlike Keras, which removes the whole folder: files of others in it stay)."""
+        if not self.delete_checkpoint:
+            return
+        for path in [self.path, *self._stale_temporaries()]:
+            if os.path.exists(path):
+                os.unlink(path)
+        try:
+            os.rmdir(self.backup_dir)
+        except OSError:  # not empty, or already gone
+            pass
+
+    def _stale_temporaries(self):
+        return glob.glob(os.path.join(glob.escape(self.backup_dir), temp_prefix(self.path) + "*" + TEMP_SUFFIX))
 
 
 class ModelCheckpoint(MonitorMixin, Callback):
