@@ -26,6 +26,8 @@ class Callback:
     model = None
     #: True: also called (on_train_batch_end) after any step that makes the epoch's loss non-finite
     watches_nonfinite = False
+    #: True: writes files (in data-parallel training it runs on rank 0 only)
+    writes_files = False
 
     def set_model(self, model):
         self.model = model
@@ -296,6 +298,8 @@ class CSVLogger(Callback):
     """One CSV row per epoch (``epoch`` and the logs' keys in sorted order, Keras's layout) in
     ``filename``, flushed and fsynced after each row; ``append`` continues an existing file
     (a header is written only to an empty file)."""
+
+    writes_files = True
 
     def __init__(self, filename, separator=",", append=False):
         self.filename = os.fspath(filename)

@@ -34,6 +34,7 @@ class BackupAndRestore(Callback):
     ValueError, as is a sample order that does not fit the data."""
 
     FILE_NAME = "latest.fastbp"
+    writes_files = True
 
     def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
         if not backup_dir:
@@ -87,6 +88,8 @@ class ModelCheckpoint(MonitorMixin, Callback):
     ``{batch}`` (1-based, step saves) and log keys with formats, e.g.
     ``"ckpt-{epoch:02d}-{val_loss:.3f}.fastbp"``. ``save_best_only``: save only when ``monitor``
     improved on the best so far (``mode``, ``initial_value_threshold``), as in Keras."""
+
+    writes_files = True
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto", save_freq="epoch", initial_value_threshold=None):

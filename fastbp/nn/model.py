@@ -6,6 +6,7 @@ training step needs is allocated once per batch size, so a step allocates nothin
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -173,8 +174,9 @@ class Sequential:
             h = y
         return h
 
-    def _loss(self, out, target, grad):
-        """The weighted loss of the batch; its gradient into ``grad`` (when not None)."""
+    def _loss(self, out, target, grad, weight=None):
+        """The loss of the batch times ``weight`` (default: compile's loss_weights); its gradient
+        into ``grad`` (when not None)."""
         need = grad is not None
         if self._binary:
             loss = K.sigmoid_cross_entropy(out, target, dlogits=grad, need_grad=need, backend=self.backend)[0]
@@ -182,7 +184,7 @@ class Sequential:
             loss = K.softmax_cross_entropy(out, target, dlogits=grad, need_grad=need, backend=self.backend)[0]
         else:
             loss = K.mse_loss(out, target, dpred=grad, need_grad=need, backend=self.backend)[0]
-        weight = self.loss_weight
+        weight = self.loss_weight if weight is None else weight
         if weight != 1.0:
             if need:
                 np.multiply(grad, grad.dtype.type(weight), out=grad)
@@ -268,15 +270,19 @@ class Sequential:
     # ---------------------------------------------------------------------------- training
 
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0) -> History:
+            validation_data=None, shuffle=True, initial_epoch=0, distribution=None) -> History:
         """Train for epochs ``initial_epoch`` .. ``epochs - 1`` over (x, y) in shuffled batches
         (Keras's semantics); return the History. Callbacks (:mod:`fastbp.nn.callbacks`,
         :mod:`fastbp.nn.checkpoints`) run at epoch ends and, where they ask, after steps; a
-        :class:`~fastbp.nn.checkpoints.BackupAndRestore` backup makes fit() resume where it was."""
+        :class:`~fastbp.nn.checkpoints.BackupAndRestore` backup makes fit() resume where it was.
+        ``distribution``: a :class:`fastbp.distributed.DataParallel` to train on every rank of an
+        MPI job, ``batch_size`` being the global batch."""
         if self.optimizer is None:
             raise RuntimeError("Sequential.fit: call compile() first")
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
             raise ValueError(f"fit: initial_epoch must be an integer >= 0; got {initial_epoch!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"fit: batch_size must be a positive integer; got {batch_size!r}")
         x, y = self._prepare(x, y)
         if validation_data is None and validation_split:
             if not 0 < validation_split < 1:
@@ -284,20 +290,41 @@ class Sequential:
             cut = int(len(x) * (1 - validation_split))
             validation_data = (x[cut:], y[cut:])
             x, y = x[:cut], y[:cut]
-        n = len(x)
-        steps = math.ceil(n / batch_size)
+        callbacks = list(callbacks or [])
+        dp = distribution
+        if dp is not None:
+            dp.check_fit(self, x, y, batch_size, epochs, initial_epoch, shuffle, validation_data, callbacks)
+            callbacks = dp.callbacks_for_this_rank(callbacks)
+            verbose = verbose if dp.rank == 0 else 0
+            steps, n = dp.steps_per_epoch(len(x), batch_size)
+        else:
+            n = len(x)
+            steps = math.ceil(n / batch_size)
+        with dp.aborting() if dp is not None else contextlib.nullcontext():
+            return self._fit_epochs(x, y, batch_size, epochs, verbose, callbacks, validation_data, shuffle,
+                                    initial_epoch, dp, steps, n)
+
+    def _fit_epochs(self, x, y, batch_size, epochs, verbose, callbacks, validation_data, shuffle, initial_epoch, dp,
+                    steps, n):
+        """fit()'s epochs: ``steps`` steps of ``batch_size`` rows over ``n`` rows (all ranks' rows
+        under ``dp``) each."""
         history = History()
-        cbs = CallbackList([history] + list(callbacks or []), self, steps, batch_size, n,
+        cbs = CallbackList([history] + callbacks, self, steps, batch_size, n,
                            lambda totals, seen: self._logs(totals[0] / seen, totals[1] / seen))
         self.stop_training = False
         self._resume_from = None
         cbs.call("on_train_begin", None)
         position, self._resume_from = self._resume_from, None  # set by BackupAndRestore
+        if dp is not None:
+            position = dp.broadcast_state(self, position)
         if position is not None:
-            self._check_resume(position, n, steps)
+            self._check_resume(position, len(x), steps)
         else:
             position = FitPosition(int(initial_epoch), 0, None, (0.0, 0.0, 0.0), int(initial_epoch) * steps)
-        run_epoch = self._epoch_runner(x, y, batch_size)
+        if dp is not None:
+            run_epoch = dp.epoch_runner(self, x, y, batch_size, steps, n)
+        else:
+            run_epoch = self._epoch_runner(x, y, batch_size)
         progress = ProgressBar(verbose, epochs, steps)
         global_step = position.global_step
         for epoch in range(position.epoch, epochs):
@@ -307,6 +334,8 @@ class Sequential:
             progress.epoch_begin(epoch, first)
             if resumed:
                 order = position.order
+            elif dp is not None:
+                order = dp.epoch_order(self, len(x), shuffle)
             else:
                 order = self._rng.permutation(n) if shuffle else np.arange(n)
             cbs.start_epoch(epoch, order, first, global_step)
@@ -315,7 +344,8 @@ class Sequential:
             global_step = self._fit_position.global_step if self.stop_training else global_step - first + steps
             logs = self._logs(total_loss / n, correct / n)
             if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
+                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True,
+                                    distribution=dp)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             progress.epoch_end(epoch, logs)
             self._fit_position = FitPosition(epoch + 1, 0, None, (0.0, 0.0, 0.0), global_step)
@@ -344,43 +374,66 @@ class Sequential:
         one epoch (its steps from ``first`` on, the sums starting at ``totals``; ``hooks`` a
         CallbackList) over the prepared (x, y) in the batches of ``order``, in compiled steps
         where the model allows (:meth:`_use_compiled`), else in the Python loop over the kernels;
-        ``run.steps`` is the number of steps per epoch. Used by fit() and fastbp.sklearn."""
+        ``run.steps`` is the number of steps per epoch. ``run.grad(order, lo, b, weight) -> (loss,
+        correct)`` and ``run.apply(b) -> penalty x b`` are one step's two halves (the gradient of
+        x[order[lo:lo + b]], the update), for loops that act between them (fastbp.distributed);
+        ``run.blas`` is the context they run in. Used by fit() and fastbp.sklearn."""
         n = len(x)
         steps = math.ceil(n / batch_size)
-        plan = self._plan(batch_size)
-        compiled = self._compiled(x, y, batch_size) if self._use_compiled() else None
-        regularized = bool(self._regularized())
+        self._plan(batch_size)  # (evaluate and predict after fit use the training batch's buffers)
+        if self._use_compiled():
+            compiled = self._compiled(x, y, batch_size)
 
-        def run(order, progress=None, first=0, totals=(0.0, 0.0, 0.0), hooks=None):
-            if compiled is not None:
+            def run(order, progress=None, first=0, totals=(0.0, 0.0, 0.0), hooks=None):
                 return compiled(order, steps, progress, first, totals, hooks)
-            total_loss, correct, penalties = totals
-            for step in range(first, steps):
-                if hooks is not None:
-                    hooks.begin(step)
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                b = len(idx)
-                xb = plan["x"][:b]
-                np.take(x, idx, axis=0, out=xb)
-                yb = y[idx]
-                out = self._forward(xb, plan, b, training=True)
-                if self.metrics:
-                    correct += self._metric_counts(out, yb)
-                total_loss += self._loss(out, yb, plan["g"][:b]) * b
-                self._backward(xb, plan, b)
-                if regularized:
-                    penalty = self._regularize(b) * b
+            run.grad, run.apply, run.blas = compiled.grad, compiled.apply, compiled.blas
+        else:
+            grad, apply = self._python_step(x, y, batch_size)
+
+            def run(order, progress=None, first=0, totals=(0.0, 0.0, 0.0), hooks=None):
+                total_loss, correct, penalties = totals
+                for step in range(first, steps):
+                    if hooks is not None:
+                        hooks.begin(step)
+                    lo = step * batch_size
+                    b = min(n, lo + batch_size) - lo
+                    loss, right = grad(order, lo, b, self.loss_weight)
+                    total_loss += loss * b
+                    correct += right
+                    penalty = apply(b)
                     total_loss += penalty
                     penalties += penalty
-                self.optimizer.apply(self.params, self.grads, self.segments, backend=self.backend)
-                if progress is not None:
-                    seen = min((step + 1) * batch_size, n)
-                    progress.update(1, self._logs(total_loss / seen, correct / seen))
-                if hooks is not None and hooks.end(step + 1, (total_loss, correct, penalties)):
-                    break
-            return total_loss, correct, penalties
+                    if progress is not None:
+                        seen = min((step + 1) * batch_size, n)
+                        progress.update(1, self._logs(total_loss / seen, correct / seen))
+                    if hooks is not None and hooks.end(step + 1, (total_loss, correct, penalties)):
+                        break
+                return total_loss, correct, penalties
+            run.grad, run.apply, run.blas = grad, apply, contextlib.nullcontext()
         run.steps = steps
         return run
+
+    def _python_step(self, x, y, batch_size):
+        """(grad, apply) of :meth:`_epoch_runner` on the kernels, buffers for ``batch_size`` rows."""
+        plan = self._plan(batch_size)
+        regularized = bool(self._regularized())
+
+        def grad(order, lo, b, weight):
+            idx = order[lo:lo + b]
+            xb = plan["x"][:b]
+            np.take(x, idx, axis=0, out=xb)
+            yb = y[idx]
+            out = self._forward(xb, plan, b, training=True)
+            correct = self._metric_counts(out, yb) if self.metrics else 0
+            loss = self._loss(out, yb, plan["g"][:b], weight)
+            self._backward(xb, plan, b)
+            return loss, correct
+
+        def apply(b):
+            penalty = self._regularize(b) * b if regularized else 0.0
+            self.optimizer.apply(self.params, self.grads, self.segments, backend=self.backend)
+            return penalty
+        return grad, apply
 
     def _loss_and_gradient(self, x, y):
         """Full-batch objective for deterministic solvers (L-BFGS): (the weighted loss, the
@@ -397,6 +450,7 @@ class Sequential:
         """Pickled without the per-batch buffers and thread timings (caches rebuilt on use)."""
         state = dict(self.__dict__)
         state["_plans"], state["_thread_tuners"] = {}, {}
+        state.pop("_allreduce_buffer", None)
         return state
 
     def __setstate__(self, state):
@@ -405,17 +459,26 @@ class Sequential:
         every view as a separate array)."""
         self.__dict__.update(state)
         if self.built:
-            self.params, self.grads = np.array(self.params), np.array(self.grads)
-            segments = iter(self.segments)
-            for layer in self.layers:
-                shapes = [w.shape for w in layer.weights]
-                layer.weights, layer.grads = [], []
-                for shape in shapes:
-                    start, stop = next(segments)
-                    layer.weights.append(self.params[start:stop].reshape(shape))
-                    layer.grads.append(self.grads[start:stop].reshape(shape))
+            self.params = np.array(self.params)
+            self._bind_gradients(np.array(self.grads), weights=True)
         if self.optimizer is not None:
             self.optimizer._state = tuple(np.array(s) for s in self.optimizer._state)
+
+    def _bind_gradients(self, grads, weights=False):
+        """Make ``grads`` (flat, one element per parameter) the model's gradient buffer, each layer's
+        gradients views into it (and, with ``weights``, each layer's weights views into ``params``)."""
+        self.grads = grads
+        segments = iter(self.segments)
+        for layer in self.layers:
+            shapes = [w.shape for w in layer.weights]
+            if weights:
+                layer.weights = []
+            layer.grads = []
+            for shape in shapes:
+                start, stop = next(segments)
+                if weights:
+                    layer.weights.append(self.params[start:stop].reshape(shape))
+                layer.grads.append(self.grads[start:stop].reshape(shape))
 
     # ------------------------------------------------------------- compiled training (numba)
 
@@ -439,22 +502,29 @@ class Sequential:
 
     # ------------------------------------------------------------------------ evaluation
 
-    def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False):
-        """Mean loss (and accuracy) over (x, y): ``loss`` or ``[loss, accuracy]`` like Keras."""
+    def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False, distribution=None):
+        """Mean loss (and accuracy) over (x, y): ``loss`` or ``[loss, accuracy]`` like Keras.
+        ``distribution``: each rank evaluates its share (replicated) or its own data (sharded),
+        and the sums are combined: every rank gets the result over all rows."""
         x, y = self._prepare(x, y)
+        if distribution is not None:
+            x, y = distribution.local_rows(x, y)
         n = len(x)
         total_loss = 0.0
         correct = 0
         plan = self._plan(max(batch_size, self._training_batch()))
-        for start in range(0, n, plan["x"].shape[0]):
-            xb = x[start:start + plan["x"].shape[0]]
-            yb = y[start:start + plan["x"].shape[0]]
-            out = self._forward(xb, plan, len(xb), training=False)
-            total_loss += (self._loss(out, yb, None) + self._penalty(len(xb))) * len(xb)
-            if self.metrics:
-                correct += self._metric_counts(out, yb)
+        with distribution.aborting() if distribution is not None else contextlib.nullcontext():
+            for start in range(0, n, plan["x"].shape[0]):
+                xb = x[start:start + plan["x"].shape[0]]
+                yb = y[start:start + plan["x"].shape[0]]
+                out = self._forward(xb, plan, len(xb), training=False)
+                total_loss += (self._loss(out, yb, None) + self._penalty(len(xb))) * len(xb)
+                if self.metrics:
+                    correct += self._metric_counts(out, yb)
+            if distribution is not None:
+                total_loss, correct, n = (float(v) for v in distribution.sum([total_loss, correct, n]))
         logs = self._logs(total_loss / n, correct / n)
-        if verbose:
+        if verbose and (distribution is None or distribution.rank == 0):
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         if return_dict:
             return logs
@@ -463,20 +533,27 @@ class Sequential:
     def _training_batch(self):
         return next(iter(self._plans), 0)
 
-    def predict(self, x, batch_size=32, verbose=0):
-        """The model's outputs (probabilities for a softmax output)."""
+    def predict(self, x, batch_size=32, verbose=0, distribution=None):
+        """The model's outputs (probabilities for a softmax output). ``distribution``: replicated,
+        each rank predicts its share and every rank gets all rows; sharded, each rank its own."""
         x, _ = self._prepare(x)
+        rows_in = len(x)
+        if distribution is not None:
+            (x,) = distribution.local_rows(x)
         plan = self._plan(max(batch_size, self._training_batch()))
         rows = plan["x"].shape[0]
         out = np.empty((len(x), self.widths[-1]), self.dtype)
-        for start in range(0, len(x), rows):
-            xb = x[start:start + rows]
-            res = self._forward(xb, plan, len(xb), training=False)
-            if self._fused_output:
-                K.activation_forward(res, self.loss.output_activation, out=out[start:start + len(xb)],
-                                     backend=self.backend)
-            else:
-                out[start:start + len(xb)] = res
+        with distribution.aborting() if distribution is not None else contextlib.nullcontext():
+            for start in range(0, len(x), rows):
+                xb = x[start:start + rows]
+                res = self._forward(xb, plan, len(xb), training=False)
+                if self._fused_output:
+                    K.activation_forward(res, self.loss.output_activation, out=out[start:start + len(xb)],
+                                         backend=self.backend)
+                else:
+                    out[start:start + len(xb)] = res
+            if distribution is not None:
+                out = distribution.gather_rows(out, rows_in)
         return out
 
     # ------------------------------------------------------------------------------ weights

@@ -200,54 +200,78 @@ def _regularize(layers, reg, params, grads, b):
 
 
 @njit(cache=True)
+def grad_step(x, labels, targets, order, lo, b, layers, alphas, params, grads, ys, zs, dxs, dzs, gbuf, xbuf, lbuf,
+              tbuf, loss_kind, loss_weight):
+    """The gradient of the batch x[order[lo:lo + b]] (b >= 1) into ``grads``: gather, forward, loss,
+    backward. The loss and its gradient are scaled by ``loss_weight``. Returns (the scaled mean loss,
+    the number of correct predictions)."""
+    n_in = x.shape[1]
+    n_out = layers[layers.shape[0] - 1, N_OUT]
+    xb = _view(xbuf, b, n_in)
+    gather_rows(x, order, lo, xb)
+    if loss_kind == SPARSE_CE:
+        lb = lbuf[:b]
+        for r in range(b):
+            lb[r] = labels[order[lo + r]]
+    else:
+        gather_rows(targets, order, lo, _view(tbuf, b, n_out))
+    out = _forward(layers, alphas, params, xb, ys, zs, b)
+    g = _view(gbuf, b, n_out)
+    if loss_kind == SPARSE_CE:
+        correct = float(_correct(out, lbuf[:b], tbuf.reshape(-1, n_out), True))
+        loss = d.softmax_cross_entropy(out, lbuf[:b], None, g)
+    else:
+        tb = _view(tbuf, b, n_out)
+        if loss_kind == BINARY_CE:
+            correct = _correct_binary(out, tb)
+            loss = d.sigmoid_cross_entropy(out, tb, g)
+        else:
+            correct = float(_correct(out, lbuf, tb, False))
+            if loss_kind == DENSE_CE:
+                loss = d.softmax_cross_entropy(out, None, tb, g)
+            else:
+                loss = d.mse_loss(out, tb, g)
+    if loss_weight != 1.0:
+        _scale(g, loss_weight)
+        loss *= loss_weight
+    _backward(layers, alphas, params, grads, xb, ys, zs, dxs, dzs, g, b, xbuf)
+    return loss, correct
+
+
+@njit(cache=True)
+def apply_step(layers, reg, regularized, params, grads, segments, opt, hyper, lr, t, s1, s2, s3, clip, b):
+    """The update after a batch of ``b`` rows whose gradient is in ``grads``: the regularizers'
+    gradients added (``regularized``), clipping, the optimizer's step number ``t`` at rate ``lr``.
+    Returns the penalty times b (0 without regularizers)."""
+    penalty = 0.0
+    if regularized:
+        penalty = _regularize(layers, reg, params, grads, b) * b
+    _optimize(params, grads, segments, opt, hyper, lr, t, s1, s2, s3, clip)
+    return penalty
+
+
+@njit(cache=True)
 def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, params, grads, segments,
                 ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind, loss_weight, reg, regularized, opt, hyper, lrs,
                 t0, s1, s2, s3, clip, stats, stop_nonfinite):
-    """Steps [first, last) of an epoch over x[order]; stats += (sum of batch losses x rows, correct,
-    the penalties' part of that sum). Returns the step after the last one run: ``last``, or earlier
-    when ``stop_nonfinite`` and the running loss sum stats[0] became NaN or infinite (the step that
-    made it so is completed, optimizer update included: Keras's TerminateOnNaN stops there).
+    """Steps [first, last) of an epoch over x[order] (:func:`grad_step`, then :func:`apply_step`);
+    stats += (sum of batch losses x rows, correct, the penalties' part of that sum). Returns the step
+    after the last one run: ``last``, or earlier when ``stop_nonfinite`` and the running loss sum
+    stats[0] became NaN or infinite (the step that made it so is completed, optimizer update
+    included: Keras's TerminateOnNaN stops there).
     The loss is scaled by loss_weight (its gradient too); ``regularized``: reg holds L2 terms."""
     n = order.shape[0]
-    n_in = x.shape[1]
-    n_out = layers[layers.shape[0] - 1, N_OUT]
     for step in range(first, last):
         lo = step * batch
         b = min(n, lo + batch) - lo
-        xb = _view(xbuf, b, n_in)
-        gather_rows(x, order, lo, xb)
-        if loss_kind == SPARSE_CE:
-            lb = lbuf[:b]
-            for r in range(b):
-                lb[r] = labels[order[lo + r]]
-        else:
-            gather_rows(targets, order, lo, _view(tbuf, b, n_out))
-        out = _forward(layers, alphas, params, xb, ys, zs, b)
-        g = _view(gbuf, b, n_out)
-        if loss_kind == SPARSE_CE:
-            stats[1] += _correct(out, lbuf[:b], tbuf.reshape(-1, n_out), True)
-            loss = d.softmax_cross_entropy(out, lbuf[:b], None, g)
-        else:
-            tb = _view(tbuf, b, n_out)
-            if loss_kind == BINARY_CE:
-                stats[1] += _correct_binary(out, tb)
-                loss = d.sigmoid_cross_entropy(out, tb, g)
-            else:
-                stats[1] += _correct(out, lbuf, tb, False)
-                if loss_kind == DENSE_CE:
-                    loss = d.softmax_cross_entropy(out, None, tb, g)
-                else:
-                    loss = d.mse_loss(out, tb, g)
-        if loss_weight != 1.0:
-            _scale(g, loss_weight)
-            loss *= loss_weight
+        loss, correct = grad_step(x, labels, targets, order, lo, b, layers, alphas, params, grads, ys, zs, dxs, dzs,
+                                  gbuf, xbuf, lbuf, tbuf, loss_kind, loss_weight)
         stats[0] += loss * b
-        _backward(layers, alphas, params, grads, xb, ys, zs, dxs, dzs, g, b, xbuf)
-        if regularized:
-            penalty = _regularize(layers, reg, params, grads, b) * b
-            stats[0] += penalty
-            stats[2] += penalty
-        _optimize(params, grads, segments, opt, hyper, lrs[step - first], t0 + step - first + 1, s1, s2, s3, clip)
+        stats[1] += correct
+        penalty = apply_step(layers, reg, regularized, params, grads, segments, opt, hyper, lrs[step - first],
+                             t0 + step - first + 1, s1, s2, s3, clip, b)
+        stats[0] += penalty
+        stats[2] += penalty
         if stop_nonfinite and not math.isfinite(stats[0]):
             return step + 1
     return last

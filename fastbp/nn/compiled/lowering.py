@@ -117,5 +117,23 @@ def lower(model, x, y, batch):
         finally:
             numba.set_num_threads(threads_as_set)
         return float(stats[0]), float(stats[1]), float(stats[2])
+    def grad(order, lo, b, weight):
+        """One batch's gradient, x[order[lo:lo + b]] (b >= 1), the loss scaled by ``weight``:
+        :func:`.interpreter.grad_step`; returns (scaled mean loss, correct)."""
+        return C.grad_step(x, labels, targets, order, lo, b, layers, alphas, model.params, model.grads, ys, zs, dxs,
+                           dzs, gbuf, xbuf, lbuf, tbuf, loss_kind, weight)
+
+    def apply(b):
+        """The update after a batch of ``b`` rows (:func:`.interpreter.apply_step`); returns the
+        penalty times b."""
+        code, hyper, state = opt.compiled_spec()
+        s = list(state) + [np.empty(0, dt)] * (3 - len(state))
+        penalty = C.apply_step(layers, reg, regularized, model.params, model.grads, segments, code,
+                               np.array(hyper, np.float64), learning_rate_at(opt.learning_rate, opt.iterations),
+                               opt.iterations + 1, s[0], s[1], s[2], clip, b)
+        opt.iterations += 1
+        return penalty
+
     run.tuner = tuner
+    run.grad, run.apply, run.blas = grad, apply, single_threaded_blas
     return run
