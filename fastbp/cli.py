@@ -24,6 +24,9 @@ def main(argv=None) -> int:
     train.add_argument("--backup-dir", metavar="DIR", default=None,
                        help="back up the training state there after every epoch; run the same command again "
                             "after an interruption to resume where it stopped")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over the ranks of an MPI job: mpiexec -n 4 fastbp train --distributed "
+                            "(batch size is the global batch; needs the mpi extra)")
     args = parser.parse_args(argv)
     if args.command == "info":
         from . import show_config
@@ -54,10 +57,20 @@ def _train(args) -> int:
     model = nn.Sequential([nn.Dense(128, activation="relu", input_shape=(784,)),
                            nn.Dense(10, activation="softmax")], seed=args.seed, backend=args.backend)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    dp = None
+    if args.distributed:
+        from .distributed import DataParallel
+
+        dp = DataParallel()
+    first = dp is None or dp.rank == 0  # prints and writes files
     callbacks = [nn.BackupAndRestore(args.backup_dir)] if args.backup_dir else []
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=args.verbose,
-                        validation_data=(x_test, y_test), callbacks=callbacks)
-    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+                        validation_data=(x_test, y_test), callbacks=callbacks, distribution=dp)
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0, distribution=dp)
+    if not first:
+        return 0
+    if dp is not None:
+        print(f"trained on {dp.size} ranks, global batch {args.batch_size}")
     print(f"test loss {loss:.4f} - test accuracy {accuracy:.4f}")
     if args.save:
         model.save(args.save)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sys
 import traceback
 import zlib
@@ -46,15 +47,42 @@ def _mpi():
 
 class DataParallel:
     """Data-parallel training on the ranks of ``comm`` (default: mpi4py's ``COMM_WORLD``);
-    ``sharded``: each rank passes its own part of the data (see the module's documentation)."""
+    ``sharded``: each rank passes its own part of the data (see the module's documentation).
 
-    def __init__(self, comm=None, sharded=False):
+    ``threads``: fastbp's threads per rank while it trains. "auto" (the default) gives each rank
+    its share of the cores it may run on: ``max(1, cores // ranks on this node)`` (ranks that share
+    cores and each spin all of them slow every rank down); an integer sets it; None leaves the
+    count as it is (``fastbp.set_num_threads``)."""
+
+    def __init__(self, comm=None, sharded=False, threads="auto"):
         self.MPI = _mpi()
         self.comm = self.MPI.COMM_WORLD if comm is None else comm
         if not isinstance(self.comm, self.MPI.Comm):
             raise TypeError(f"DataParallel: comm must be an mpi4py communicator; got {type(comm).__name__}")
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.sharded = bool(sharded)
+        if threads == "auto":
+            node = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
+            threads = max(1, _usable_cores() // node.Get_size())
+            node.Free()
+        elif threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"DataParallel: threads must be 'auto', a positive integer or None; got {threads!r}")
+        self.threads = threads
+
+    @contextlib.contextmanager
+    def threads_in_use(self):
+        """fastbp's thread count set to :attr:`threads` inside, restored after."""
+        from . import get_num_threads, set_num_threads
+
+        if self.threads is None:
+            yield
+            return
+        before = get_num_threads()
+        set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            set_num_threads(before)
 
     def __repr__(self):
         return f"DataParallel(rank {self.rank} of {self.size}, {'sharded' if self.sharded else 'replicated'})"
@@ -196,7 +224,7 @@ class DataParallel:
             if self.sharded:
                 order = np.resize(order, steps * local_batch)  # pad by wrapping, as DistributedSampler
             total_loss, correct, penalties = totals
-            with pieces.blas:
+            with pieces.blas, self.threads_in_use():
                 for step in range(first, steps):
                     if hooks is not None:
                         hooks.begin(step)
@@ -247,6 +275,14 @@ class DataParallel:
         offsets = [self.share(rows, r)[0] * width for r in range(self.size)]
         self.comm.Allgatherv(np.ascontiguousarray(local), [out, (counts, offsets)])
         return out
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _short(value, limit=160):
