@@ -31,12 +31,18 @@ def data(n=250):
     return x, (x[:, 0] > 0).astype(int) + (x[:, 1] + x[:, 2] > 0)
 
 
-def model(backend=None, width=16):
+OPTIMIZERS = {
+    "adam": lambda: nn.Adam(nn.ExponentialDecay(0.02, 7, 0.8), global_clipnorm=1.0),
+    "rmsprop": lambda: nn.RMSprop(nn.CosineDecay(0.01, 30), momentum=0.5, centered=True, clipvalue=0.3),
+    "sgd": lambda: nn.SGD(nn.PiecewiseConstantDecay([10], [0.1, 0.05]), momentum=0.9, nesterov=True, clipnorm=1.0),
+}
+
+
+def model(backend=None, width=16, optimizer="adam"):
     m = nn.Sequential([nn.Dense(width, activation="tanh", input_shape=(7,), kernel_regularizer=nn.regularizers.L2(1e-3)),
                        nn.Dense(12, activation="relu"), nn.Dense(3, activation="softmax")],
                       seed=21, backend=backend, dtype=np.float64)
-    m.compile(optimizer=nn.Adam(nn.ExponentialDecay(0.02, 7, 0.8), global_clipnorm=1.0),
-              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.compile(optimizer=OPTIMIZERS[optimizer](), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return m
 
 
@@ -66,6 +72,7 @@ def main(argv=None):
     p.add_argument("out")
     p.add_argument("--backend", default=None)
     p.add_argument("--crash-at", type=int, default=0)
+    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
     args = p.parse_args(argv)
     dp = DataParallel(sharded=args.scenario == "sharded")
     x, y = data()
@@ -76,7 +83,7 @@ def main(argv=None):
             print(f"rank {dp.rank}: {e}", flush=True)
             return 3
         return 0
-    m = model(args.backend)
+    m = model(args.backend, optimizer=args.optimizer)
     m._dp_rank = dp.rank
     if args.scenario == "train":
         history = fit(m, x, y, dp)

@@ -75,21 +75,26 @@ def references():
 
     refs = {}
     x, y = w.data()
+    tiny = nn.Sequential([nn.Dense(4, activation="relu", input_shape=(7,)), nn.Dense(3, activation="softmax")])
+    tiny.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    tiny.fit(x.astype(np.float32), y, epochs=1, verbose=0, distribution=DataParallel())  # float32, for the CLI test
     for backend in BACKENDS:
-        single = w.model(backend)
-        history = w.fit(single, x, y)
+        for optimizer in w.OPTIMIZERS:
+            single = w.model(backend, optimizer=optimizer)
+            history = w.fit(single, x, y)
+            refs[backend, optimizer] = (single, history)
         w.fit(w.model(backend), x, y, DataParallel())  # one rank: the same code path, cached
-        refs[backend] = (single, history)
     return refs
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("ranks", [2, 4])
-def test_data_parallel_fit_equals_one_process(ranks, backend, references, tmp_path):
-    proc, _ = _launch(ranks, "train", tmp_path, *(["--backend", backend] if backend else []))
+@pytest.mark.parametrize("ranks, optimizer", [(2, "adam"), (2, "sgd"), (4, "rmsprop")])
+def test_data_parallel_fit_equals_one_process(ranks, optimizer, backend, references, tmp_path):
+    """Every optimizer, a schedule of each kind, each clipping option and L2 on 2 and 4 ranks."""
+    proc, _ = _launch(ranks, "train", tmp_path, "--optimizer", optimizer, *(["--backend", backend] if backend else []))
     _ok(proc)
     results = _ranks(tmp_path, ranks)
-    single, history = references[backend]
+    single, history = references[backend, optimizer]
     _same_on_every_rank(results)
     _assert_close(_weights(results[0]), single.get_weights())
     for r in results:
@@ -113,7 +118,7 @@ def test_sharded_data_trains_the_same_model_on_every_rank(references, tmp_path):
     assert [int(r["iterations"]) for r in results] == [w.EPOCHS * steps] * 4
     logged = json.loads(str(results[0]["history"]))
     assert logged["loss"][1] < logged["loss"][0]
-    assert not np.allclose(_weights(results[0])[0], references[None][0].get_weights()[0])  # other batches
+    assert not np.allclose(_weights(results[0])[0], references[None, "adam"][0].get_weights()[0])  # other batches
 
 
 def test_backup_and_restore_across_ranks(references, tmp_path):
@@ -124,7 +129,7 @@ def test_backup_and_restore_across_ranks(references, tmp_path):
     _ok(proc)
     results = _ranks(tmp_path, 2)
     _same_on_every_rank(results)
-    _assert_close(_weights(results[0]), references[None][0].get_weights())
+    _assert_close(_weights(results[0]), references[None, "adam"][0].get_weights())
     assert not (tmp_path / "backup").exists()
 
 
@@ -141,6 +146,24 @@ def test_mismatched_ranks_all_get_the_error(tmp_path):
     for r in range(2):
         assert f"rank {r}: DataParallel: the ranks disagree" in proc.stdout
     assert "rank 1 has model=" in proc.stdout
+
+
+def test_fastbp_train_distributed(mnist_dir, references, tmp_path):
+    """The README's command under mpiexec: one report (rank 0's), a saved model that evaluates to it."""
+    from fastbp.datasets import load_mnist
+
+    saved = tmp_path / "mnist.fastbp"
+    env = dict(os.environ, PYTHONPATH=str(Path(nn.__file__).parents[2]))
+    proc = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "fastbp.cli", "train", "--distributed",
+                           "--epochs", "1", "--batch-size", "256", "--data", str(mnist_dir), "--seed", "0",
+                           "--verbose", "0", "--save", str(saved)], capture_output=True, text=True, timeout=600, env=env)
+    _ok(proc)
+    assert proc.stdout.count("test accuracy") == 1 and "trained on 2 ranks, global batch 256" in proc.stdout
+    accuracy = float(proc.stdout.split("test accuracy ")[1].split()[0])
+    assert accuracy > 0.85
+    _, (x_test, y_test) = load_mnist(mnist_dir)
+    _, acc = nn.load_model(saved).evaluate(x_test.reshape(-1, 784) / 255.0, y_test, verbose=0)
+    assert f"test accuracy {acc:.4f}" in proc.stdout
 
 
 def test_data_parallel_refuses_what_it_cannot_do():
