@@ -80,11 +80,14 @@ def _allreduce_seconds(dp, elements, repeats):
 
 
 def _overlap(dp, batch, steps=300):
-    """Seconds per step of the Python kernel loop: one Allreduce after backward, and per-layer
-    Iallreduce buckets started during backward."""
+    """Seconds per step of the Python loop over fastbp.kernels for the seed model on this rank's
+    share of each global batch: one Allreduce after the backward pass, and per-layer buckets whose
+    Iallreduce starts as soon as the layer's gradient is ready. Each mode runs twice, alternating;
+    the medians of the second passes count."""
     from mpi4py import MPI
 
     from fastbp import kernels as K
+    from fastbp.backends.numba_cpu import single_threaded_blas
 
     x, y = _mnist()
     m = _model()
@@ -92,34 +95,35 @@ def _overlap(dp, batch, steps=300):
     (w1, b1), (w2, b2) = (layer.weights for layer in m.layers)
     (g1w, g1b), (g2w, g2b) = (layer.grads for layer in m.layers)
     lo, hi = dp.share(batch)
-    rows = hi - lo
-    h = np.empty((rows, 128), np.float32)
-    z = np.empty((rows, 10), np.float32)
-    g = np.empty_like(z)
-    dh = np.empty_like(h)
+    h, dh = np.empty((hi - lo, 128), np.float32), np.empty((hi - lo, 128), np.float32)
+    z, g = np.empty((hi - lo, 10), np.float32), np.empty((hi - lo, 10), np.float32)
     mom, vel = np.zeros_like(m.params), np.zeros_like(m.params)
-    first_layer = slice(0, w1.size + b1.size)
-    last_layer = slice(w1.size + b1.size, m.params.size)
+    first_layer, last_layer = m.grads[:w1.size + b1.size], m.grads[w1.size + b1.size:]
+
+    def step(k, buckets):
+        xb, yb = x[k * batch + lo:k * batch + hi], y[k * batch + lo:k * batch + hi]
+        K.linear_forward(xb, w1, b1, "relu", out=h)
+        K.linear_forward(h, w2, b2, "linear", out=z)
+        K.softmax_cross_entropy(z, yb, dlogits=g)
+        K.linear_backward(g, h, w2, activation="linear", dx=dh, dw=g2w, db=g2b)
+        if buckets:
+            last = dp.comm.Iallreduce(MPI.IN_PLACE, last_layer, op=MPI.SUM)
+        K.linear_backward(dh, xb, w1, y=h, activation="relu", dw=g1w, db=g1b, need_dx=False)
+        if buckets:
+            MPI.Request.Waitall([last, dp.comm.Iallreduce(MPI.IN_PLACE, first_layer, op=MPI.SUM)])
+        else:
+            dp.comm.Allreduce(MPI.IN_PLACE, m.grads, op=MPI.SUM)
+        K.adam_update(m.params, m.grads, mom, vel, step=k + 1, lr=1e-3, eps=1e-7)
+
     results = {}
-    for mode in ("one allreduce", "per-layer iallreduce") * 2:
-        times = []
-        for step in range(steps):
-            xb, yb = x[step * batch + lo: step * batch + hi], y[step * batch + lo: step * batch + hi]
-            t = time.perf_counter()
-            K.linear_forward(xb, w1, b1, "relu", out=h)
-            K.linear_forward(h, w2, b2, "linear", out=z)
-            K.softmax_cross_entropy(z, yb, dlogits=g)
-            K.linear_backward(g, h, w2, activation="linear", dx=dh, dw=g2w, db=g2b)
-            if mode == "per-layer iallreduce":
-                request = dp.comm.Iallreduce(MPI.IN_PLACE, m.grads[last_layer], op=MPI.SUM)
-            K.linear_backward(dh, xb, w1, y=h, activation="relu", dw=g1w, db=g1b, need_dx=False)
-            if mode == "per-layer iallreduce":
-                MPI.Request.Waitall([request, dp.comm.Iallreduce(MPI.IN_PLACE, m.grads[first_layer], op=MPI.SUM)])
-            else:
-                dp.comm.Allreduce(MPI.IN_PLACE, m.grads, op=MPI.SUM)
-            K.adam_update(m.params, m.grads, mom, vel, step=step + 1, lr=1e-3, eps=1e-7)
-            times.append(time.perf_counter() - t)
-        results[mode] = statistics.median(times[20:])  # the last of the two passes counts
+    with single_threaded_blas, dp.threads_in_use():
+        for mode in ("one allreduce", "per-layer iallreduce") * 2:
+            times = []
+            for k in range(steps):
+                t = time.perf_counter()
+                step(k, mode != "one allreduce")
+                times.append(time.perf_counter() - t)
+            results[mode] = statistics.median(times)
     return results
 
 

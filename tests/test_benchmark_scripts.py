@@ -40,3 +40,17 @@ def test_compare_sklearn_fits_the_issues_model_with_both():
         result = script.one_fit(name, data, "float32", dict(script.PARAMS, max_iter=1))
         assert set(result) == {"first_fit_s", "fit_s", "accuracy", "n_iter"}
         assert result["n_iter"] == 1 and result["accuracy"] > 0.9, (name, result)
+
+
+def test_compare_distributed_cost_model_and_its_mpi_tasks(mnist_dir, monkeypatch):
+    """The ring-allreduce cost 2 (N - 1) / N x bytes / bandwidth + 2 (N - 1) x latency, by hand; and
+    the script's Allreduce and overlap measurements run under mpiexec (2 ranks) and report."""
+    script = _script("compare_distributed")
+    assert script._ring(2, 1e6, 1e9, 1e-6) == 1e-3 + 2e-6
+    assert abs(script._ring(4, 400_000, 1e10, 2e-6) - (1.5 * 4e-5 + 6 * 2e-6)) < 1e-15
+    assert script._ring(1, 400_000, 1e10, 2e-6) == 0
+    monkeypatch.setenv("FASTBP_DATA", str(mnist_dir))
+    comm = script._run(2, 1, "allreduce")
+    assert 0 < comm["latency"] < comm["gradient"] < comm["big"]
+    overlap = script._run(2, 1, "overlap", 128)
+    assert set(overlap) == {"one allreduce", "per-layer iallreduce"} and min(overlap.values()) > 0
