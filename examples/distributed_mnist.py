@@ -24,4 +24,5 @@ model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=
 model.fit(x_train, y_train, batch_size=128, epochs=5, validation_data=(x_test, y_test), distribution=dp)
 loss, accuracy = model.evaluate(x_test, y_test, verbose=0, distribution=dp)
 if dp.rank == 0:
-    print(f"{dp.size} ranks x {fastbp.get_num_threads()} threads: test loss {loss:.4f}, test accuracy {accuracy:.4f}")
+    threads = dp.threads or fastbp.get_num_threads()
+    print(f"{dp.size} ranks x {threads} threads: test loss {loss:.4f}, test accuracy {accuracy:.4f}")
