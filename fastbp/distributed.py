@@ -6,7 +6,9 @@ in-place ``Allreduce`` (SUM) of the flat gradient buffer gives every rank the gr
 over the global batch; every rank then applies the same update. N ranks train the model one process
 trains with the same global batch, up to the order of float sums. The batch's loss and correct count
 travel in two extra elements of that buffer, so the logs (and every callback's decision) are the
-global ones, the same on every rank, with no second collective.
+global ones, the same on every rank, with no second collective; a third carries a stop flag, so
+a callback that stops training on one rank (``model.stop_training``) stops every rank after the
+same step.
 
 Two data modes. Replicated (the default): every rank passes the same arrays; every rank draws the
 same permutation each epoch (the random state is broadcast from rank 0) and takes its share of each
@@ -34,6 +36,10 @@ import traceback
 import zlib
 
 import numpy as np
+
+
+#: elements after the gradient in the Allreduce buffer: the batch's loss x rows, correct count, stop flag
+TAIL = 3
 
 
 def _mpi():
@@ -128,13 +134,35 @@ class DataParallel:
         raise ValueError("DataParallel: the ranks disagree; every rank must build the same model and pass the same "
                          "settings" + ("" if self.sharded else " and data") + ":\n  " + "\n  ".join(lines))
 
-    def check_fit(self, model, x, y, batch_size, epochs, initial_epoch, shuffle, validation_data, callbacks):
-        from .nn import saving
+    def on_every_rank(self, task):
+        """``task()``'s result, when it succeeded on every rank; else every rank raises (this rank's
+        own exception where it failed, a ValueError naming the failed ranks elsewhere)."""
+        try:
+            result, failure = task(), None
+        except Exception as e:
+            result, failure = None, e
+        every = self.comm.allgather(None if failure is None else f"{type(failure).__name__}: {failure}")
+        failed = {rank: text for rank, text in enumerate(every) if text is not None}
+        if failure is not None:
+            raise failure
+        if failed:
+            raise ValueError("DataParallel: " + "; ".join(f"rank {r} failed: {t}" for r, t in failed.items()))
+        return result
 
+    def any(self, flag) -> bool:
+        """True on every rank when ``flag`` is true on any."""
+        return bool(self.comm.allreduce(bool(flag), op=self.MPI.LOR))
+
+    def check_callbacks(self, callbacks):
         if self.sharded and any(getattr(cb, "save_freq", "epoch") != "epoch" and type(cb).__name__ == "BackupAndRestore"
                                 for cb in callbacks):
             raise ValueError("DataParallel(sharded=True): BackupAndRestore can back up at epoch ends only "
                              "(save_freq='epoch'); mid-epoch positions hold one rank's sample order")
+
+    def check_fit(self, model, x, y, batch_size, epochs, initial_epoch, shuffle, validation_data, callbacks):
+        """The ranks agree on the model, settings and (replicated) data, or all raise."""
+        from .nn import saving
+
         what = {"model": saving._describe(model), "dtype": model.dtype.name, "features": int(x.shape[1]),
                 "targets": list(y.shape[1:]), "batch_size": int(batch_size), "epochs": int(epochs),
                 "initial_epoch": int(initial_epoch), "shuffle": bool(shuffle), "sharded": self.sharded,
@@ -166,12 +194,12 @@ class DataParallel:
         return self.comm.bcast(position, root=0)
 
     def use_gradient_buffer(self, model) -> np.ndarray:
-        """Move the model's gradients into a buffer with two more elements (the batch's loss and
-        correct count) that one Allreduce sums; returns that buffer."""
+        """Move the model's gradients into a buffer with :data:`TAIL` more elements (the batch's
+        loss and correct count, and a stop flag) that one Allreduce sums; returns that buffer."""
         buf = getattr(model, "_allreduce_buffer", None)
-        if buf is None or buf.size != model.params.size + 2 or buf.dtype != model.dtype:
-            buf = np.zeros(model.params.size + 2, model.dtype)
-            model._bind_gradients(buf[:-2])
+        if buf is None or buf.size != model.params.size + TAIL or buf.dtype != model.dtype:
+            buf = np.zeros(model.params.size + TAIL, model.dtype)
+            model._bind_gradients(buf[:-TAIL])
             model._allreduce_buffer = buf
         return buf
 
@@ -205,7 +233,7 @@ class DataParallel:
         every step is the local gradient, one Allreduce, the update."""
         MPI, comm = self.MPI, self.comm
         buf = self.use_gradient_buffer(model)
-        tail = buf[-2:]
+        tail = buf[-TAIL:]
         local_batch = self.share(batch_size)[1] - self.share(batch_size)[0]
         pieces = model._epoch_runner(x, y, max(1, local_batch if self.sharded else -(-batch_size // self.size)))
         n = len(x)
@@ -234,7 +262,11 @@ class DataParallel:
                         tail[0], tail[1] = loss * g_rows, right
                     else:  # a last global batch with fewer rows than ranks
                         buf[:] = 0
+                    tail[2] = 1.0 if model.stop_training else 0.0  # a callback stopped after the last step
                     comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+                    if tail[2] > 0:  # then every rank stops there (this step's gradient is dropped)
+                        model.stop_training = True
+                        break
                     total_loss += float(tail[0])
                     correct += float(tail[1])
                     penalty = pieces.apply(g_rows)
@@ -243,8 +275,8 @@ class DataParallel:
                     seen = min((step + 1) * batch_size, total_rows)
                     if progress is not None:
                         progress.update(1, model._logs(total_loss / seen, correct / seen))
-                    if hooks is not None and hooks.end(step + 1, (total_loss, correct, penalties)):
-                        break
+                    if hooks is not None:  # (a stop it asks for is agreed on at the next Allreduce)
+                        hooks.end(step + 1, (total_loss, correct, penalties))
             return total_loss, correct, penalties
         run.steps = steps
         return run

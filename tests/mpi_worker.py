@@ -9,6 +9,8 @@ resume    BackupAndRestore in OUT_DIR/backup; with --crash-at K every rank raise
           step K (the job aborts); without, the fit resumes and finishes; writes rank<r>.npz
 raise     rank 1 raises during the second epoch; the others are blocked in the Allreduce
 mismatch  rank 1 builds a wider first layer; every rank prints the error it gets and exits 3
+badinput  rank 1 passes inputs of the wrong width; every rank prints the error it gets and exits 3
+stop      a callback on rank 0 only stops training after global step 5; writes rank<r>.npz
 """
 from __future__ import annotations
 
@@ -76,9 +78,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     dp = DataParallel(sharded=args.scenario == "sharded")
     x, y = data()
-    if args.scenario == "mismatch":
+    if args.scenario in ("mismatch", "badinput"):
+        wider = args.scenario == "mismatch" and dp.rank == 1
+        bad = args.scenario == "badinput" and dp.rank == 1
+        m = model(args.backend, width=17 if wider else 16)
+        m.build()  # (from input_shape: a width-6 input is then refused on that rank alone)
         try:
-            fit(model(args.backend, width=17 if dp.rank == 1 else 16), x, y, dp)
+            fit(m, x[:, :6] if bad else x, y, dp)
         except ValueError as e:
             print(f"rank {dp.rank}: {e}", flush=True)
             return 3
@@ -98,6 +104,15 @@ def main(argv=None):
         if args.crash_at:
             callbacks.append(CrashAfter(args.crash_at))
         history = fit(m, x, y, dp, callbacks)
+        _write(args.out, dp.rank, m, history)
+    elif args.scenario == "stop":
+        class StopOnRankZero(nn.Callback):
+            writes_files = True  # (so it runs on rank 0 only)
+
+            def on_train_batch_end(self, batch, logs=None):
+                if self.model.optimizer.iterations == 5:
+                    self.model.stop_training = True
+        history = fit(m, x, y, dp, [StopOnRankZero()])
         _write(args.out, dp.rank, m, history)
     elif args.scenario == "raise":
         fit(m, x, y, dp, [CrashAfter(12, rank=1)])

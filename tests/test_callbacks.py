@@ -217,6 +217,50 @@ def test_a_backup_from_another_model_or_other_data_is_refused(rng, tmp_path):
     assert os.listdir(tmp_path) == ["notes.txt"]  # the backup is gone, the folder and its other files stay
 
 
+def test_a_refused_backup_changes_nothing(rng, tmp_path):
+    """A backup whose optimizer buffer is corrupted, or whose position does not fit the data, is
+    refused before anything of the model changes."""
+    import zipfile
+
+    x, y = _data(rng)
+    with pytest.raises(Interrupt):
+        _model("numpy").fit(x, y, epochs=3, batch_size=10, verbose=0,
+                            callbacks=[nn.BackupAndRestore(tmp_path, save_freq=2), InterruptAt(5)])
+    backup = tmp_path / "latest.fastbp"
+    good = backup.read_bytes()
+    with zipfile.ZipFile(backup) as zf:
+        member = zf.getinfo("optimizer/0.npy")
+    corrupted = bytearray(good)
+    corrupted[member.header_offset + 30 + len(member.filename) + 200] ^= 0xFF  # inside the array's data
+    backup.write_bytes(bytes(corrupted))
+    fresh = _model("numpy")
+    fresh.build()
+    before = fresh.get_weights()
+    with pytest.raises(ValueError, match="corrupted"):
+        fresh.fit(x, y, epochs=3, batch_size=10, verbose=0, callbacks=[nn.BackupAndRestore(tmp_path)])
+    backup.write_bytes(good)
+    with pytest.raises(ValueError, match="does not fit 2 steps per epoch"):
+        fresh.fit(x[:20], y[:20], epochs=3, batch_size=10, verbose=0, callbacks=[nn.BackupAndRestore(tmp_path)])
+    for a, b in zip(fresh.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    assert fresh.optimizer.iterations == 0 and fresh.optimizer._state == ()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_epoch_stopped_midway_logs_the_mean_of_its_steps(backend, rng):
+    x, y = _data(rng)
+    seen = []
+
+    class StopAt3(nn.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(logs["loss"])
+            if batch == 2:
+                self.model.stop_training = True
+
+    history = _model(backend).fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[StopAt3()])
+    assert len(seen) == 3 and history.history["loss"] == [seen[-1]]
+
+
 def test_initial_epoch_and_stop_training(rng):
     x, y = _data(rng)
     history = _model(None).fit(x, y, epochs=5, initial_epoch=3, verbose=0)

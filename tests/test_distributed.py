@@ -148,6 +148,23 @@ def test_mismatched_ranks_all_get_the_error(tmp_path):
     assert "rank 1 has model=" in proc.stdout
 
 
+def test_a_failure_while_preparing_on_one_rank_is_raised_on_every_rank(tmp_path):
+    proc, _ = _launch(2, "badinput", tmp_path, timeout=120)
+    assert proc.returncode == 3
+    assert "rank 1: expected 7 input features; got 6" in proc.stdout
+    assert "rank 0: DataParallel: rank 1 failed: ValueError: expected 7 input features; got 6" in proc.stdout
+
+
+def test_a_stop_on_one_rank_stops_every_rank_after_the_same_step(references, tmp_path):
+    proc, _ = _launch(2, "stop", tmp_path, timeout=120)
+    _ok(proc)
+    results = _ranks(tmp_path, 2)
+    _same_on_every_rank(results)
+    assert [int(r["iterations"]) for r in results] == [5, 5]
+    for r in results:
+        assert len(json.loads(str(r["history"]))["loss"]) == 1
+
+
 def test_fastbp_train_distributed(mnist_dir, references, tmp_path):
     """The README's command under mpiexec: one report (rank 0's), a saved model that evaluates to it."""
     from fastbp.datasets import load_mnist

@@ -298,5 +298,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, rng, monk
     assert path.read_bytes() == blob and sorted(os.listdir(tmp_path)) == ["good.fastbp"]
     model.save(path)
     assert os.stat(path).st_mode & 0o777 == 0o640  # a replaced file keeps its permissions
+    link = tmp_path / "link.fastbp"
+    link.symlink_to(path)
+    model.save(link)  # through a symbolic link: the target is replaced, the link stays
+    assert link.is_symlink() and nn.load_model(link).optimizer.iterations == model.optimizer.iterations
     with pytest.raises(IsADirectoryError):
         model.save(tmp_path)

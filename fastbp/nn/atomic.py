@@ -8,6 +8,7 @@ target is untouched. A process killed mid-write leaves at most a stale hidden te
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 
@@ -15,16 +16,17 @@ TEMP_SUFFIX = ".tmp"
 
 
 def temp_prefix(path) -> str:
-    """The name prefix of :func:`atomic_write`'s temporary files for ``path``."""
-    return "." + os.path.basename(os.fspath(path)) + "."
+    """The name prefix of :func:`atomic_write`'s temporary files for ``path`` (the name cut to 200
+    characters, so that the temporary's name fits wherever the target's does)."""
+    return "." + os.path.basename(os.fspath(path))[:200] + "."
 
 
 def atomic_write(path, write) -> None:
     """Call ``write(file)`` on a new binary file and make it ``path`` atomically (same folder,
     fsync, rename, fsync of the folder). The new file gets the permissions the old one had, or the
     usual ``0o666 & ~umask`` for a new file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(os.fspath(path))  # a symbolic link: its target is replaced, the link stays
+    folder = os.path.dirname(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=folder)
@@ -67,10 +69,18 @@ def _umask() -> int:
 
 
 def _fsync_folder(folder) -> None:
-    if not hasattr(os, "O_DIRECTORY"):  # Windows: a folder cannot be opened for fsync
+    """fsync the folder (the rename's durability); where the file system cannot (Windows, some
+    network and FUSE mounts: EINVAL, ENOTSUP, EACCES), the file itself is already whole and renamed."""
+    if not hasattr(os, "O_DIRECTORY"):
         return
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EACCES, errno.EBADF):
+            raise
     finally:
         os.close(fd)

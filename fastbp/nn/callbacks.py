@@ -124,11 +124,11 @@ class CallbackList:
         """After step ``done - 1``: record the training position (for backups), run the callbacks
         due there; True when one of them stopped training."""
         g = self.epoch_base + done
+        self.model._fit_position = FitPosition(self.epoch, done, self.order, totals, g)
         due = [cb for cb, k in self.intervals if g % k == 0]
         if self.watchers and not math.isfinite(totals[0]):
             due += [cb for cb in self.watchers if cb not in due]
         if due:
-            self.model._fit_position = FitPosition(self.epoch, done, self.order, totals, g)
             logs = self.logs_of(totals, min(done * self.batch_size, self.n))
             for cb in due:
                 cb.on_train_batch_end(done - 1, logs)

@@ -52,8 +52,8 @@ class BackupAndRestore(Callback):
         os.makedirs(self.backup_dir, exist_ok=True)
         for stale in self._stale_temporaries():
             os.unlink(stale)  # a write a kill interrupted: the backup itself is whole
-        if os.path.exists(self.path):
-            self.model._resume_from = saving.restore_into(self.model, self.path)
+        if os.path.exists(self.path):  # read and checked now; fit() applies it once it fits the data
+            self.model._resume_from = saving.read_backup(self.model, self.path)
 
     def on_train_batch_end(self, batch, logs=None):
         self._save()

@@ -42,7 +42,7 @@ class Sequential:
         self._thread_tuners = {}  # (threads, batch, enabled) -> ThreadTuner, kept across fit() calls
         self.stop_training = False
         self._fit_position = None  # where fit() is (a FitPosition), for BackupAndRestore
-        self._resume_from = None  # a FitPosition BackupAndRestore restored, for fit() to start at
+        self._resume_from = None  # a backup BackupAndRestore read (saving.Backup), for fit() to start at
         for layer in layers or []:
             self.add(layer)
 
@@ -277,29 +277,38 @@ class Sequential:
         :class:`~fastbp.nn.checkpoints.BackupAndRestore` backup makes fit() resume where it was.
         ``distribution``: a :class:`fastbp.distributed.DataParallel` to train on every rank of an
         MPI job, ``batch_size`` being the global batch."""
-        if self.optimizer is None:
-            raise RuntimeError("Sequential.fit: call compile() first")
-        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
-            raise ValueError(f"fit: initial_epoch must be an integer >= 0; got {initial_epoch!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"fit: batch_size must be a positive integer; got {batch_size!r}")
-        x, y = self._prepare(x, y)
-        if validation_data is None and validation_split:
-            if not 0 < validation_split < 1:
-                raise ValueError(f"validation_split must be in (0, 1); got {validation_split}")
-            cut = int(len(x) * (1 - validation_split))
-            validation_data = (x[cut:], y[cut:])
-            x, y = x[:cut], y[:cut]
-        callbacks = list(callbacks or [])
         dp = distribution
-        if dp is not None:
+        callbacks = list(callbacks or [])
+
+        def prepare():
+            if self.optimizer is None:
+                raise RuntimeError("Sequential.fit: call compile() first")
+            if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+                raise ValueError(f"fit: initial_epoch must be an integer >= 0; got {initial_epoch!r}")
+            if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+                raise ValueError(f"fit: batch_size must be a positive integer; got {batch_size!r}")
+            xs, ys = self._prepare(x, y)
+            val = validation_data
+            if val is None and validation_split:
+                if not 0 < validation_split < 1:
+                    raise ValueError(f"validation_split must be in (0, 1); got {validation_split}")
+                cut = int(len(xs) * (1 - validation_split))
+                val = (xs[cut:], ys[cut:])
+                xs, ys = xs[:cut], ys[:cut]
+            if dp is not None:
+                dp.check_callbacks(callbacks)
+            return xs, ys, val
+
+        if dp is None:
+            x, y, validation_data = prepare()
+            n = len(x)
+            steps = math.ceil(n / batch_size)
+        else:  # a rank that fails here makes every rank raise (the others would wait in a collective)
+            x, y, validation_data = dp.on_every_rank(prepare)
             dp.check_fit(self, x, y, batch_size, epochs, initial_epoch, shuffle, validation_data, callbacks)
             callbacks = dp.callbacks_for_this_rank(callbacks)
             verbose = verbose if dp.rank == 0 else 0
             steps, n = dp.steps_per_epoch(len(x), batch_size)
-        else:
-            n = len(x)
-            steps = math.ceil(n / batch_size)
         with dp.aborting() if dp is not None else contextlib.nullcontext():
             return self._fit_epochs(x, y, batch_size, epochs, verbose, callbacks, validation_data, shuffle,
                                     initial_epoch, dp, steps, n)
@@ -314,12 +323,16 @@ class Sequential:
         self.stop_training = False
         self._resume_from = None
         cbs.call("on_train_begin", None)
-        position, self._resume_from = self._resume_from, None  # set by BackupAndRestore
+        backup, self._resume_from = self._resume_from, None  # read by BackupAndRestore
+        position = None
+        if backup is not None:
+            if backup.position is not None:
+                self._check_resume(backup.position, len(x), steps)
+            backup.apply()
+            position = backup.position
         if dp is not None:
             position = dp.broadcast_state(self, position)
-        if position is not None:
-            self._check_resume(position, len(x), steps)
-        else:
+        if position is None:
             position = FitPosition(int(initial_epoch), 0, None, (0.0, 0.0, 0.0), int(initial_epoch) * steps)
         if dp is not None:
             run_epoch = dp.epoch_runner(self, x, y, batch_size, steps, n)
@@ -341,8 +354,10 @@ class Sequential:
             cbs.start_epoch(epoch, order, first, global_step)
             self._fit_position = FitPosition(epoch, first, order, totals, global_step)
             total_loss, correct, _ = run_epoch(order, progress if verbose == 1 else None, first, totals, cbs)
-            global_step = self._fit_position.global_step if self.stop_training else global_step - first + steps
-            logs = self._logs(total_loss / n, correct / n)
+            done = self._fit_position  # recorded after every chunk of steps
+            global_step = done.global_step
+            seen = max(1, min(done.step * batch_size, n))  # (fewer than n when training stopped mid-epoch)
+            logs = self._logs(total_loss / seen, correct / seen)
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True,
                                     distribution=dp)
@@ -350,6 +365,8 @@ class Sequential:
             progress.epoch_end(epoch, logs)
             self._fit_position = FitPosition(epoch + 1, 0, None, (0.0, 0.0, 0.0), global_step)
             cbs.call("on_epoch_end", epoch, logs)
+            if dp is not None:  # every rank stops if one does
+                self.stop_training = dp.any(self.stop_training)
             if self.stop_training:
                 break
         cbs.call("on_train_end", None)
@@ -364,7 +381,7 @@ class Sequential:
                              f"fit {steps} steps per epoch; resume with the same data and batch_size")
         if position.order is not None:
             order = position.order
-            if len(order) != n or not np.array_equal(np.bincount(order.clip(0, n), minlength=n + 1)[:n], np.ones(n)):
+            if len(order) != n or not np.array_equal(np.sort(order), np.arange(n)):
                 raise ValueError(f"fit: the backup's sample order is not a permutation of the {n} samples; resume "
                                  "with the same data, validation_split and batch_size")
 

@@ -10,6 +10,8 @@ step, that epoch's sample order and running sums). A weights file holds only the
 """
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 
 from .._version import __version__
@@ -64,14 +66,22 @@ def load_model(path, custom_objects=None, compile=True):
         model = _rebuild(archive, lambda data, where: deserialize(data, custom_objects, where), Sequential)
         if compile and manifest.get("compile") is not None:
             model.compile(**_compile_arguments(archive, manifest["compile"], custom_objects))
-        _restore_state(archive, model, optimizer=compile)
+        _assign_state(model, _read_state(archive, model, optimizer=compile))
     return model
 
 
-def restore_into(model, path) -> FitPosition | None:
-    """Load a backup written by :func:`save_model` into ``model`` in place (weights, optimizer
-    state, random state) after checking that it describes the same model, compiled the same way;
-    return the saved training position (None when the file has none)."""
+class Backup(typing.NamedTuple):
+    """A backup read and checked by :func:`read_backup`: ``position`` (a FitPosition or None) and
+    ``apply()``, which writes its weights, optimizer state and random state into the model."""
+    position: FitPosition | None
+    apply: typing.Callable[[], None]
+
+
+def read_backup(model, path) -> Backup:
+    """Read and check a backup written by :func:`save_model` for ``model``: the same model,
+    compiled the same way, and every array and state whole. Nothing of the model changes until
+    ``apply()`` is called, so a backup refused here or by fit() (a position that does not fit the
+    data) leaves the model as it was."""
     with _open_model(path) as archive:
         saved = {k: archive.manifest.get(k) for k in ("model", "built", "compile")}
         mine = _describe(model)
@@ -79,19 +89,24 @@ def restore_into(model, path) -> FitPosition | None:
             if saved[key] != mine[key]:
                 raise archive.fail(f"this backup was written by a different model or compile() ({key} differs: "
                                    f"saved {saved[key]!r}, now {mine[key]!r}); delete it or use another backup_dir")
-        _restore_weights(archive, model)
-        _restore_state(archive, model, optimizer=True)
+        weights = _read_weights(archive, model)
+        state = _read_state(archive, model, optimizer=True)
         pos = archive.manifest.get("position")
-        if pos is None:
-            return None
-        try:
-            order = archive.array("position/order.npy", dtype=np.int64) if pos["has_order"] else None
-            return FitPosition(int(pos["epoch"]), int(pos["step"]), order,
-                               tuple(float(t) for t in pos["totals"]), int(pos["global_step"]))
-        except (KeyError, TypeError, ValueError) as e:
-            if isinstance(e, ValueError) and str(e).startswith(archive.path):
-                raise
-            raise archive.fail(f"the training position is malformed ({e})") from None
+        position = None
+        if pos is not None:
+            try:
+                order = archive.array("position/order.npy", dtype=np.int64) if pos["has_order"] else None
+                position = FitPosition(int(pos["epoch"]), int(pos["step"]), order,
+                                       tuple(float(t) for t in pos["totals"]), int(pos["global_step"]))
+            except (KeyError, TypeError, ValueError) as e:
+                if isinstance(e, ValueError) and str(e).startswith(archive.path):
+                    raise
+                raise archive.fail(f"the training position is malformed ({e})") from None
+
+    def apply():
+        _assign_weights(weights)
+        _assign_state(model, state)
+    return Backup(position, apply)
 
 
 def _open_model(path):
@@ -136,7 +151,7 @@ def _rebuild(archive, load, model_class):
             model.build(int(built["input_width"]))
         except (KeyError, TypeError, ValueError) as e:
             raise archive.fail(f"the saved architecture cannot be built ({e})") from None
-        _restore_weights(archive, model)
+        _assign_weights(_read_weights(archive, model))
     return model
 
 
@@ -144,35 +159,50 @@ def _weight_name(i, j):
     return f"weights/{i}/{j}.npy"
 
 
-def _restore_weights(archive, model):
+def _read_weights(archive, model):
+    """[(the model's weight array, the checked saved value)] for every weight."""
     expected = {_weight_name(i, j): (i, w) for i, layer in enumerate(model.layers) for j, w in enumerate(layer.weights)}
     saved = {n for n in archive.names() if n.startswith("weights/")}
     if saved != set(expected):
         missing, extra = sorted(set(expected) - saved), sorted(saved - set(expected))
         raise archive.fail(f"the weights do not match the saved architecture (missing {missing}, unexpected {extra})")
-    values = {name: archive.array(name, target.shape, model.dtype,
-                                  f"layer {i} ({type(model.layers[i]).__name__}) weight {name}")
-              for name, (i, target) in expected.items()}
-    for name, (_, target) in expected.items():  # all read and checked before any is written
-        target[...] = values[name]
+    return [(target, archive.array(name, target.shape, model.dtype,
+                                   f"layer {i} ({type(model.layers[i]).__name__}) weight {name}"))
+            for name, (i, target) in expected.items()]
 
 
-def _restore_state(archive, model, optimizer):
+def _assign_weights(weights):
+    for target, value in weights:
+        target[...] = value
+
+
+def _read_state(archive, model, optimizer):
+    """The checked optimizer state (``optimizer``: and only when the model is compiled) and
+    random generator of the file, as a dict for :func:`_assign_state`."""
     manifest = archive.manifest
+    state = {}
     opt = model.optimizer
     if optimizer and opt is not None and manifest.get("optimizer_state") is not None:
-        state = manifest["optimizer_state"]
+        saved = manifest["optimizer_state"]
         try:
-            iterations, slots = int(state["iterations"]), int(state["slots"])
+            iterations, slots = int(saved["iterations"]), int(saved["slots"])
         except (KeyError, TypeError, ValueError):
             raise archive.fail("the optimizer state is malformed") from None
         if slots not in (0, opt._slots()) or iterations < 0:
             raise archive.fail(f"the optimizer state has {slots} buffers; {type(opt).__name__} keeps {opt._slots()}")
-        buffers = tuple(np.array(archive.array(f"optimizer/{k}.npy", model.params.shape, model.dtype,
-                                               f"optimizer buffer {k}")) for k in range(slots))
-        opt._state, opt.iterations = buffers, iterations
+        state["optimizer"] = (iterations, tuple(np.array(archive.array(f"optimizer/{k}.npy", model.params.shape,
+                                                                       model.dtype, f"optimizer buffer {k}"))
+                                                for k in range(slots)))
     if "rng" in manifest:
-        model._rng = _generator(archive, manifest["rng"])
+        state["rng"] = _generator(archive, manifest["rng"])
+    return state
+
+
+def _assign_state(model, state):
+    if "optimizer" in state:
+        model.optimizer.iterations, model.optimizer._state = state["optimizer"]
+    if "rng" in state:
+        model._rng = state["rng"]
 
 
 def _json_state(state):
