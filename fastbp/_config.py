@@ -9,7 +9,8 @@ from importlib import metadata
 from . import _backend
 from ._version import __version__
 
-_PACKAGES = ("numpy", "scipy", "numba", "llvmlite", "numba-cuda", "Cython", "threadpoolctl", "torch")
+_PACKAGES = ("numpy", "scipy", "numba", "llvmlite", "numba-cuda", "Cython", "threadpoolctl", "mpi4py", "mpich",
+             "torch")
 _THREAD_VARS = ("FASTBP_BACKEND", "FASTBP_ADAPTIVE_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
                 "NUMBA_THREADING_LAYER", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")
 
