@@ -54,3 +54,23 @@ def test_compare_distributed_cost_model_and_its_mpi_tasks(mnist_dir, monkeypatch
     assert 0 < comm["latency"] < comm["gradient"] < comm["big"]
     overlap = script._run(2, 1, "overlap", 128)
     assert set(overlap) == {"one allreduce", "per-layer iallreduce"} and min(overlap.values()) > 0
+
+
+def test_cold_start_probes_call_every_public_kernel(tmp_path):
+    """cold_start.py's probe programs run every public kernel of fastbp.kernels (here, in this
+    environment with its cache) and report their first and second calls."""
+    import subprocess
+
+    import fastbp.kernels as K
+
+    script = _script("cold_start")
+    public = {name for name in dir(K) if not name.startswith("_") and callable(getattr(K, name))
+              and getattr(getattr(K, name), "__module__", "") == K.__name__}
+    assert public <= set(script.KERNELS), f"not probed: {sorted(public - set(script.KERNELS))}"
+    out = subprocess.run([sys.executable, "-c", script._probe(list(script.KERNELS))], capture_output=True, text=True,
+                         check=True)
+    import json
+
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [c[0] for c in report["calls"]] == list(script.KERNELS)
+    assert all(first > 0 and second > 0 for _, first, second in report["calls"])
