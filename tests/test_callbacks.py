@@ -45,6 +45,16 @@ class InterruptAt(nn.Callback):
             raise Interrupt
 
 
+class OnBatchEnd(nn.Callback):
+    """Calls ``fn(batch, logs)`` after every training step."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.fn(batch, logs)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_batch_hooks_run_after_every_step_with_running_logs(backend, rng):
     x, y = _data(rng)
@@ -249,15 +259,14 @@ def test_a_refused_backup_changes_nothing(rng, tmp_path):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_epoch_stopped_midway_logs_the_mean_of_its_steps(backend, rng):
     x, y = _data(rng)
+    model = _model(backend)
     seen = []
 
-    class StopAt3(nn.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            seen.append(logs["loss"])
-            if batch == 2:
-                self.model.stop_training = True
+    def stop_after_3(batch, logs):
+        seen.append(logs["loss"])
+        model.stop_training = batch == 2
 
-    history = _model(backend).fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[StopAt3()])
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[OnBatchEnd(stop_after_3)])
     assert len(seen) == 3 and history.history["loss"] == [seen[-1]]
 
 
