@@ -19,19 +19,23 @@ from numpy import ndarray as _ndarray  # host arrays: the fast path of auto_back
 ENV_VAR = "FASTBP_BACKEND"
 
 
-def _environment_choice() -> str | None:
-    return os.environ.get(ENV_VAR)
+def _env_reader(var: str):
+    """A function returning os.environ.get(var), fast: os.environ.get raises and catches a KeyError
+    inside when the variable is absent, so read the mapping os.environ keeps in sync underneath
+    instead (CPython), still on every call."""
+    try:
+        data, key, decode = os.environ._data, os.environ.encodekey(var), os.environ.decodevalue
+    except AttributeError:  # another Python: the plain lookup
+        return lambda: os.environ.get(var)
+
+    def read() -> str | None:
+        value = data.get(key)
+        return None if value is None else decode(value)
+    return read
 
 
-try:  # os.environ.get raises and catches a KeyError inside when the variable is absent; read the
-    # mapping os.environ keeps in sync underneath instead (CPython), still on every call
-    _ENV_DATA, _ENV_KEY, _decode = os.environ._data, os.environ.encodekey(ENV_VAR), os.environ.decodevalue
-
-    def _environment_choice() -> str | None:  # noqa: F811
-        value = _ENV_DATA.get(_ENV_KEY)
-        return None if value is None else _decode(value)
-except AttributeError:  # another Python: the plain lookup above
-    pass
+_environment_choice = _env_reader(ENV_VAR)
+_background_compile = _env_reader("FASTBP_BACKGROUND_COMPILE")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -45,6 +49,7 @@ class _Entry:
     device: str  # "cpu" or "cuda"
     auto_rank: int | None  # position in the automatic order for its device (None: never automatic)
     description: str
+    standby: str | None = None  # module serving automatic calls while the backend compiles (see select)
     _loaded: object = field(default=None, repr=False)
     _reason: str | None = field(default=None, repr=False)
     _probed: bool = field(default=False, repr=False)
@@ -53,18 +58,22 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 _LOCK = threading.Lock()
 _AUTO: dict[str, str] = {}  # device -> automatic choice, cleared when the registry changes
+_AUTO_MODULE: dict[tuple, object] = {}  # (device, standby enabled) -> the module automatic calls get
 _CURRENT = contextvars.ContextVar("fastbp_backend", default=None)
 
 
 def register_backend(name: str, module: str, *, device: str = "cpu", auto_rank: int | None = None,
-                     description: str = "") -> None:
+                     description: str = "", standby: str | None = None) -> None:
     """Register a backend: ``module`` is imported on first use and checked against the kernel
     protocol (:class:`fastbp.backends.KernelBackend`); an ImportError (raised by the module itself
     with a reason, or by a missing dependency) or a missing protocol function makes the backend
-    unavailable, with the reason."""
+    unavailable, with the reason. ``standby``: a module with the same protocol that serves the
+    calls for which the backend was chosen automatically, while :func:`standby_enabled` (it may
+    run another backend where this one has no compiled code yet)."""
     with _LOCK:
-        _REGISTRY[name] = _Entry(name, module, device, auto_rank, description)
+        _REGISTRY[name] = _Entry(name, module, device, auto_rank, description, standby)
         _AUTO.clear()
+        _AUTO_MODULE.clear()
 
 
 def _probe(entry: _Entry) -> None:
@@ -127,13 +136,20 @@ def device_of(name: str) -> str:
 from ._device import is_device_array  # noqa: E402  (GPU arrays go to the ``cuda`` backend)
 
 
-def auto_backend(*arrays) -> str:
-    """The backend automatic selection picks for these arrays."""
-    device = "cpu"
+def _device(arrays) -> str:
+    """"cuda" when one of the arrays lives on an NVIDIA GPU, else "cpu"."""
     for a in arrays:
         if type(a) is not _ndarray and is_device_array(a):
-            device = "cuda"
-            break
+            return "cuda"
+    return "cpu"
+
+
+def auto_backend(*arrays) -> str:
+    """The backend automatic selection picks for these arrays."""
+    return _auto_name(_device(arrays))
+
+
+def _auto_name(device: str) -> str:
     chosen = _AUTO.get(device)
     if chosen is None:
         chosen = _AUTO[device] = _auto_for(device)
@@ -156,9 +172,39 @@ def selected_name(explicit: str | None = None, *arrays) -> str:
     return explicit or _CURRENT.get() or _environment_choice() or auto_backend(*arrays)
 
 
+def is_automatic(explicit: str | None = None) -> bool:
+    """True when no backend is named (argument, context or environment): the choice is automatic."""
+    return not (explicit or _CURRENT.get() or _environment_choice())
+
+
+def standby_enabled() -> bool:
+    """Background compilation is on (``FASTBP_BACKGROUND_COMPILE`` is not ``0``): automatic calls
+    may be served by a backend's standby module (see :func:`register_backend`)."""
+    return _background_compile() != "0"
+
+
+def _automatic(arrays):
+    device = _device(arrays)
+    key = (device, standby_enabled())
+    module = _AUTO_MODULE.get(key)
+    if module is None:
+        entry = _entry(_auto_name(device))
+        module = load(entry.name)
+        if key[1] and entry.standby is not None:
+            try:
+                module = importlib.import_module(entry.standby)
+            except ImportError:  # (e.g. no cython backend to stand in): the backend itself
+                pass
+        _AUTO_MODULE[key] = module
+    return module
+
+
 def select(explicit: str | None = None, *arrays):
-    """The backend module for a kernel call (see the module docstring for the order)."""
-    name = explicit or _CURRENT.get() or _environment_choice() or auto_backend(*arrays)
+    """The backend module for a kernel call (see the module docstring for the order). An
+    automatic choice with a standby module gets that module while background compilation is on."""
+    name = explicit or _CURRENT.get() or _environment_choice()
+    if name is None:
+        return _automatic(arrays)
     entry = _REGISTRY.get(name)
     if entry is not None and entry._loaded is not None:
         return entry._loaded  # the common case, without the checks of load()
@@ -188,7 +234,8 @@ def describe() -> list[tuple[str, str, str | None, str]]:
 register_backend("numpy", "fastbp.backends.numpy_ref", auto_rank=2,
                  description="NumPy reference (the oracle)")
 register_backend("numba", "fastbp.backends.numba_cpu.backend", auto_rank=0,
-                 description="Numba @njit(parallel=True) CPU kernels")
+                 description="Numba @njit(parallel=True) CPU kernels",
+                 standby="fastbp.backends.numba_cpu.standby")
 register_backend("cython", "fastbp.backends.cython.backend", auto_rank=1,
                  description="compiled Cython extension (OpenMP, no Numba needed)")
 register_backend("cuda", "fastbp.backends.cuda.backend", device="cuda", auto_rank=0,

@@ -12,7 +12,8 @@ from ._version import __version__
 _PACKAGES = ("numpy", "scipy", "numba", "llvmlite", "numba-cuda", "Cython", "threadpoolctl", "mpi4py", "mpich",
              "torch")
 _THREAD_VARS = ("FASTBP_BACKEND", "FASTBP_ADAPTIVE_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
-                "NUMBA_THREADING_LAYER", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")
+                "NUMBA_THREADING_LAYER", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE",
+                "FASTBP_BACKGROUND_COMPILE", "NUMBA_CACHE_DIR")
 
 
 def _version(dist: str) -> str | None:
@@ -41,6 +42,7 @@ def config_info() -> dict:
         "default_cpu_backend": _default_cpu_backend(),
         "cython_build": _cython_build(),
         "numba_threads": _numba_threads(),
+        "training_path": _training_path(),
         "environment": {k: os.environ[k] for k in _THREAD_VARS if k in os.environ},
         "thread_pools": [
             {k: pool.get(k) for k in ("user_api", "internal_api", "num_threads", "version",
@@ -48,6 +50,32 @@ def config_info() -> dict:
             for pool in threadpool_info()
         ],
     }
+
+
+def _training_path() -> str | None:
+    """The path fit() of the seed example (784-128-10, Adam, batch 32, float32) takes now, in words
+    (None when no backend runs here); finding out compiles nothing."""
+    import numpy as np
+
+    from . import nn
+
+    try:
+        model = nn.Sequential([nn.Dense(128, activation="relu", input_shape=(784,)), nn.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.build(784)
+        x, y = np.zeros((32, 784), np.float32), np.zeros(32, np.intp)
+        if not model._use_compiled():
+            return model._epoch_runner(x, y, 32).path
+        if not model._standby():
+            return "numba compiled steps (compiled by the first fit() where Numba's cache does not hold them)"
+        from .nn.compiled.lowering import lower
+
+        if lower(model, x, y, 32, standby=True, submit=False) is not None:
+            return "numba compiled steps (compiled: in Numba's cache)"
+        return ("cython kernels in a Python loop, while numba compiles its steps in the background "
+                "(started by the first fit(); FASTBP_BACKGROUND_COMPILE=0 or `fastbp warmup` compile them at once)")
+    except Exception as exc:  # noqa: BLE001 (info reports; it does not fail)
+        return f"unknown ({type(exc).__name__}: {exc})"
 
 
 def _default_cpu_backend() -> str | None:
@@ -103,6 +131,7 @@ def show_config(file=None) -> None:
     if info["numba_threads"]:
         out.append(f"numba: {info['numba_threads']}")
     out.append(f"cython: {info['cython_build']}")
+    out.append(f"fit() of the seed example now runs: {info['training_path']}")
     if info["environment"]:
         out.append("environment: " + ", ".join(f"{k}={v}" for k, v in info["environment"].items()))
     out.append("thread pools (threadpoolctl):")

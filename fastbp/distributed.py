@@ -235,7 +235,8 @@ class DataParallel:
         buf = self.use_gradient_buffer(model)
         tail = buf[-TAIL:]
         local_batch = self.share(batch_size)[1] - self.share(batch_size)[0]
-        pieces = model._epoch_runner(x, y, max(1, local_batch if self.sharded else -(-batch_size // self.size)))
+        pieces = model._epoch_runner(x, y, max(1, local_batch if self.sharded else -(-batch_size // self.size)),
+                                     halves=True)
         n = len(x)
         weight = model.loss_weight
 
@@ -278,7 +279,7 @@ class DataParallel:
                     if hooks is not None:  # (a stop it asks for is agreed on at the next Allreduce)
                         hooks.end(step + 1, (total_loss, correct, penalties))
             return total_loss, correct, penalties
-        run.steps = steps
+        run.steps, run.path, run.compiling = steps, f"{pieces.path}, one Allreduce per step", pieces.compiling
         return run
 
     @contextlib.contextmanager

@@ -9,6 +9,11 @@ import pytest
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not (os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi")):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
+# Numba compiles on first call in the suite, as before background compilation existed: the tests
+# of the default (background compilation, the cython kernels serving meanwhile) set it themselves
+# (tests/test_instant_start.py), in processes of their own with caches of their own.
+os.environ.setdefault("FASTBP_BACKGROUND_COMPILE", "0")
+
 
 @pytest.fixture
 def rng():

@@ -61,11 +61,14 @@ class Callback:
 
 
 class History(Callback):
-    """``history[name]`` is the list of per-epoch values; ``epoch`` the list of epoch indices."""
+    """``history[name]`` is the list of per-epoch values; ``epoch`` the list of epoch indices;
+    ``params`` fit()'s settings (Keras's verbose, epochs, steps) and ``path``, the training path
+    it ran on from start to end (see ``Sequential._epoch_runner``)."""
 
     def __init__(self):
         self.history = {}
         self.epoch = []
+        self.params = {}
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
@@ -154,14 +157,35 @@ def _format(logs):
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
 
 
+def background_compiling() -> str:
+    """What Numba is compiling in the background for this process, in words ('' when nothing)."""
+    from ..backends.numba_cpu import background
+
+    busy = background.compiling()
+    return f"numba compiling {', '.join(busy)} in the background" if busy else ""
+
+
 class ProgressBar:
     """verbose=1: a tqdm bar per epoch with the running loss and metrics; verbose=2: one line per
-    epoch; verbose=0: nothing."""
+    epoch; verbose=0: nothing. Either says, after the metrics, what compiles in the background
+    (see :meth:`announce`)."""
 
     def __init__(self, verbose, epochs, steps, file=None):
         self.verbose, self.epochs, self.steps = verbose, epochs, steps
         self.file = file or sys.stdout
         self._bar = None
+        self._note = None
+
+    def announce(self, path, note=None):
+        """Print the training path fit() runs (one line); ``note``: a function returning what
+        to show beside the metrics (what compiles in the background), or None."""
+        self._note = note
+        extra = note() if note is not None else ""
+        print(f"Training path: {path}" + (f" [{extra}]" if extra else ""), file=self.file)
+
+    def _with_note(self, text):
+        extra = self._note() if self._note is not None else ""
+        return f"{text} - {extra}" if extra else text
 
     def epoch_begin(self, epoch, first_step=0):
         """``first_step``: steps of this epoch already done (a resumed epoch)."""
@@ -176,16 +200,16 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.update(n)
             if self._bar.n == self.steps or time.perf_counter() - self._bar.last_print_t > 0.2:
-                self._bar.set_postfix_str(_format(logs), refresh=False)
+                self._bar.set_postfix_str(self._with_note(_format(logs)), refresh=False)
 
     def epoch_end(self, epoch, logs):
         seconds = time.perf_counter() - self._t0
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{_format(logs)} - {seconds:.2f}s")
+            self._bar.set_postfix_str(self._with_note(f"{_format(logs)} - {seconds:.2f}s"))
             self._bar.close()
             self._bar = None
         elif self.verbose == 2:
-            print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - {_format(logs)}", file=self.file)
+            print(self._with_note(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - {_format(logs)}"), file=self.file)
         return seconds
 
 

@@ -14,10 +14,10 @@ import numpy as np
 from .. import activations as A
 from .. import formulas as F
 from .. import kernels as K
-from .._backend import select
+from .._backend import select, selected_name
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
-from .callbacks import CallbackList, FitPosition, History, ProgressBar
+from .callbacks import CallbackList, FitPosition, History, ProgressBar, background_compiling
 from .layers import Dense, Layer
 from .serialization import register_serializable
 
@@ -166,9 +166,9 @@ class Sequential:
             z = plan["z"][i][:n] if training and plan["z"][i] is not None else None
             if isinstance(layer, Dense):
                 K.linear_forward(h, layer.kernel, layer.bias, act.name, alpha=layer.alpha, out=y, preact_out=z,
-                                 backend=self.backend)
+                                 backend=self._kernel_backend)
             else:
-                K.activation_forward(h, act.name, alpha=layer.alpha, out=y, backend=self.backend)
+                K.activation_forward(h, act.name, alpha=layer.alpha, out=y, backend=self._kernel_backend)
                 if z is not None:
                     z[...] = h
             h = y
@@ -179,11 +179,11 @@ class Sequential:
         into ``grad`` (when not None)."""
         need = grad is not None
         if self._binary:
-            loss = K.sigmoid_cross_entropy(out, target, dlogits=grad, need_grad=need, backend=self.backend)[0]
+            loss = K.sigmoid_cross_entropy(out, target, dlogits=grad, need_grad=need, backend=self._kernel_backend)[0]
         elif self.loss.needs_logits:
-            loss = K.softmax_cross_entropy(out, target, dlogits=grad, need_grad=need, backend=self.backend)[0]
+            loss = K.softmax_cross_entropy(out, target, dlogits=grad, need_grad=need, backend=self._kernel_backend)[0]
         else:
-            loss = K.mse_loss(out, target, dpred=grad, need_grad=need, backend=self.backend)[0]
+            loss = K.mse_loss(out, target, dpred=grad, need_grad=need, backend=self._kernel_backend)[0]
         weight = self.loss_weight if weight is None else weight
         if weight != 1.0:
             if need:
@@ -198,7 +198,7 @@ class Sequential:
 
     def _penalty(self, batch):
         """The regularization penalty sum_l c_l(batch) / 2 * sum(kernel_l^2) (float64)."""
-        be = select(self.backend)
+        be = select(self._kernel_backend)
         return sum(0.5 * reg.coefficient(batch) * be.sum_of_squares([self.layers[i].kernel])
                    for i, reg in self._regularized())
 
@@ -226,9 +226,9 @@ class Sequential:
                 K.linear_backward(g, h_in, layer.kernel, activation=act.name, alpha=layer.alpha, dx=dx,
                                   dw=layer.grads[0], db=layer.grads[1] if layer.use_bias else None,
                                   dz=plan["dz"][i][:n], need_dx=i > 0, need_db=layer.use_bias,
-                                  backend=self.backend, **saved)
+                                  backend=self._kernel_backend, **saved)
             elif i > 0:
-                K.activation_backward(g, act.name, alpha=layer.alpha, out=dx, backend=self.backend, **saved)
+                K.activation_backward(g, act.name, alpha=layer.alpha, out=dx, backend=self._kernel_backend, **saved)
             g = dx
 
     def _metric_counts(self, out, target):
@@ -310,8 +310,11 @@ class Sequential:
             verbose = verbose if dp.rank == 0 else 0
             steps, n = dp.steps_per_epoch(len(x), batch_size)
         with dp.aborting() if dp is not None else contextlib.nullcontext():
-            return self._fit_epochs(x, y, batch_size, epochs, verbose, callbacks, validation_data, shuffle,
-                                    initial_epoch, dp, steps, n)
+            try:
+                return self._fit_epochs(x, y, batch_size, epochs, verbose, callbacks, validation_data, shuffle,
+                                        initial_epoch, dp, steps, n)
+            finally:
+                self._fit_backend = None  # (the path's backend, see _epoch_runner)
 
     def _fit_epochs(self, x, y, batch_size, epochs, verbose, callbacks, validation_data, shuffle, initial_epoch, dp,
                     steps, n):
@@ -338,7 +341,10 @@ class Sequential:
             run_epoch = dp.epoch_runner(self, x, y, batch_size, steps, n)
         else:
             run_epoch = self._epoch_runner(x, y, batch_size)
+        history.params = {"verbose": verbose, "epochs": epochs, "steps": steps, "path": run_epoch.path}
         progress = ProgressBar(verbose, epochs, steps)
+        if verbose:
+            progress.announce(run_epoch.path, background_compiling if run_epoch.compiling else None)
         global_step = position.global_step
         for epoch in range(position.epoch, epochs):
             resumed = epoch == position.epoch and position.order is not None
@@ -385,7 +391,7 @@ class Sequential:
                 raise ValueError(f"fit: the backup's sample order is not a permutation of the {n} samples; resume "
                                  "with the same data, validation_split and batch_size")
 
-    def _epoch_runner(self, x, y, batch_size):
+    def _epoch_runner(self, x, y, batch_size, halves=False):
         """A function ``run(order, progress=None, first=0, totals=(0, 0, 0), hooks=None) -> (sum of
         batch losses x rows, correct, the regularization penalties' part of that sum)`` that trains
         one epoch (its steps from ``first`` on, the sums starting at ``totals``; ``hooks`` a
@@ -393,18 +399,30 @@ class Sequential:
         where the model allows (:meth:`_use_compiled`), else in the Python loop over the kernels;
         ``run.steps`` is the number of steps per epoch. ``run.grad(order, lo, b, weight) -> (loss,
         correct)`` and ``run.apply(b) -> penalty x b`` are one step's two halves (the gradient of
-        x[order[lo:lo + b]], the update), for loops that act between them (fastbp.distributed);
-        ``run.blas`` is the context they run in. Used by fit() and fastbp.sklearn."""
+        x[order[lo:lo + b]], the update), for loops that act between them (fastbp.distributed, which
+        says so with ``halves=True``);
+        ``run.blas`` is the context they run in; ``run.path`` says in words which path this is (one
+        for the whole run: Numba's compiled steps, or a Python loop over the kernels, on the
+        cython backend while Numba compiles its steps in the background: ``run.compiling``).
+        Used by fit() and fastbp.sklearn."""
         n = len(x)
         steps = math.ceil(n / batch_size)
         self._plan(batch_size)  # (evaluate and predict after fit use the training batch's buffers)
-        if self._use_compiled():
-            compiled = self._compiled(x, y, batch_size)
-
+        self._fit_backend = None
+        compiled = self._compiled(x, y, batch_size, halves) if self._use_compiled() else None
+        if compiled is not None:
             def run(order, progress=None, first=0, totals=(0.0, 0.0, 0.0), hooks=None):
                 return compiled(order, steps, progress, first, totals, hooks)
             run.grad, run.apply, run.blas = compiled.grad, compiled.apply, compiled.blas
+            run.path, run.compiling = "numba compiled steps", False
         else:
+            run_compiling = self._use_compiled()  # (then Numba compiles its steps in the background)
+            if run_compiling:
+                from ..backends.numba_cpu.standby import beside_the_compiler
+
+                self._fit_backend = "cython"
+            else:
+                beside_the_compiler = contextlib.nullcontext
             grad, apply = self._python_step(x, y, batch_size)
 
             def run(order, progress=None, first=0, totals=(0.0, 0.0, 0.0), hooks=None):
@@ -414,10 +432,11 @@ class Sequential:
                         hooks.begin(step)
                     lo = step * batch_size
                     b = min(n, lo + batch_size) - lo
-                    loss, right = grad(order, lo, b, self.loss_weight)
+                    with beside_the_compiler():
+                        loss, right = grad(order, lo, b, self.loss_weight)
+                        penalty = apply(b)
                     total_loss += loss * b
                     correct += right
-                    penalty = apply(b)
                     total_loss += penalty
                     penalties += penalty
                     if progress is not None:
@@ -427,6 +446,9 @@ class Sequential:
                         break
                 return total_loss, correct, penalties
             run.grad, run.apply, run.blas = grad, apply, contextlib.nullcontext()
+            run.compiling = run_compiling
+            run.path = (f"{selected_name(self._kernel_backend)} kernels in a Python loop"
+                        + (" (numba compiles its compiled steps in the background meanwhile)" if run_compiling else ""))
         run.steps = steps
         return run
 
@@ -448,7 +470,7 @@ class Sequential:
 
         def apply(b):
             penalty = self._regularize(b) * b if regularized else 0.0
-            self.optimizer.apply(self.params, self.grads, self.segments, backend=self.backend)
+            self.optimizer.apply(self.params, self.grads, self.segments, backend=self._kernel_backend)
             return penalty
         return grad, apply
 
@@ -499,17 +521,33 @@ class Sequential:
 
     # ------------------------------------------------------------- compiled training (numba)
 
+    @property
+    def _kernel_backend(self):
+        """The backend of the model's kernel calls: the one the current fit() path runs on (see
+        :meth:`_epoch_runner`), else the model's ``backend``."""
+        return self.__dict__.get("_fit_backend") or self.backend
+
     def _use_compiled(self) -> bool:
         """Whole steps run in compiled code (:mod:`fastbp.nn.compiled`) where the model allows."""
         from .compiled import supports
 
         return supports(self)
 
-    def _compiled(self, x, y, batch):
-        """A function order -> (sum of losses x rows, correct) running an epoch in compiled code."""
+    def _standby(self) -> bool:
+        """While Numba has not compiled the training steps yet, train on the cython kernels instead
+        of waiting: when the backend is chosen automatically, background compilation is on
+        (``FASTBP_BACKGROUND_COMPILE``) and the cython backend is available."""
+        from .._backend import backend_status, is_automatic, standby_enabled
+
+        return is_automatic(self.backend) and standby_enabled() and backend_status().get("cython", "") is None
+
+    def _compiled(self, x, y, batch, halves=False):
+        """A function order -> (sum of losses x rows, correct) running an epoch in compiled code;
+        None when :meth:`_standby` and Numba's code is still to be compiled (it is then submitted
+        for background compilation). ``halves``: see :func:`fastbp.nn.compiled.lowering.lower`."""
         from .compiled import lower
 
-        return lower(self, x, y, batch)
+        return lower(self, x, y, batch, standby=self._standby(), halves=halves)
 
     def _logs(self, loss, accuracy):
         logs = {"loss": loss}
@@ -566,7 +604,7 @@ class Sequential:
                 res = self._forward(xb, plan, len(xb), training=False)
                 if self._fused_output:
                     K.activation_forward(res, self.loss.output_activation, out=out[start:start + len(xb)],
-                                         backend=self.backend)
+                                         backend=self._kernel_backend)
                 else:
                     out[start:start + len(xb)] = res
             if distribution is not None:

@@ -19,13 +19,17 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 #: the files (or folders of .py files) that fastbp's @njit code is compiled from, under fastbp/
 COMPILED_FROM = ("activations.py", "formulas.py", "backends/_formulas.py", "backends/_cpu", "backends/numba_cpu",
                  "nn/compiled")
+#: files in those folders that no @njit code is compiled from (the background compiling machinery)
+NOT_COMPILED_FROM = ("backends/numba_cpu/background.py", "backends/numba_cpu/compile_worker.py",
+                     "backends/numba_cpu/standby.py")
 
 
 def _files():
     for rel in COMPILED_FROM:
         path = os.path.join(_PACKAGE, rel)
         if os.path.isdir(path):
-            yield from sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".py"))
+            yield from sorted(os.path.join(path, f) for f in os.listdir(path)
+                              if f.endswith(".py") and f"{rel}/{f}" not in NOT_COMPILED_FROM)
         else:
             yield path
 

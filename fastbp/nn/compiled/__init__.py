@@ -17,11 +17,11 @@ def supports(model) -> bool:
         return False
 
 
-def lower(model, x, y, batch):
+def lower(model, x, y, batch, standby=False, halves=False):
     """:func:`.lowering.lower` (imported here: it compiles with Numba)."""
     from .lowering import lower as _lower
 
-    return _lower(model, x, y, batch)
+    return _lower(model, x, y, batch, standby, halves)
 
 
 __all__ = ["lower", "supports"]

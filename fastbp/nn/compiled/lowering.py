@@ -38,12 +38,16 @@ def layer_table(model) -> np.ndarray:
     return np.array(rows, np.int64)
 
 
-def lower(model, x, y, batch):
+def lower(model, x, y, batch, standby=False, halves=False, submit=True):
     """A function ``run(order, steps, progress, first=0, totals=(0, 0, 0), hooks=None) -> (sum of
     losses x rows, correct, the penalties' part of that sum)`` that trains one epoch (or its steps
-    from ``first`` on) over ``x[order]`` in compiled code (``progress``: a ProgressBar or None)."""
+    from ``first`` on) over ``x[order]`` in compiled code (``progress``: a ProgressBar or None).
+    ``standby``: when Numba's code for these steps does not exist yet (in memory or in its disk
+    cache), submit it for background compilation (:mod:`fastbp.backends.numba_cpu.background`)
+    and return None instead of compiling; ``halves``: the caller runs ``run.grad`` and
+    ``run.apply`` (one step's two halves) rather than ``run`` itself, so it is their code that
+    must exist; ``submit=False``: only find out (nothing is compiled)."""
     import numba
-    from numba.typed import List
 
     from ...backends.numba_cpu import single_threaded_blas
 
@@ -51,11 +55,6 @@ def lower(model, x, y, batch):
     layers = layer_table(model)
     alphas = np.array([float(layer.alpha) for layer in model.layers])
     segments = np.array(model.segments, np.int64)
-    ys, zs, dxs, dzs = List(), List(), List(), List()
-    for i in range(len(model.layers)):
-        for lst, width in ((ys, model.widths[i + 1]), (zs, model.widths[i + 1]), (dxs, model.widths[i]),
-                           (dzs, model.widths[i + 1])):
-            lst.append(np.empty(batch * width, dt))
     n_out = model.widths[-1]
     gbuf, xbuf = np.empty(batch * n_out, dt), np.empty(batch * model.widths[0], dt)
     lbuf, tbuf = np.empty(batch, np.intp), np.empty(batch * n_out, dt)
@@ -72,6 +71,54 @@ def lower(model, x, y, batch):
     if len(opt._state) != opt._slots():
         opt.build(model.params)
     clip = np.array([opt.clipvalue or 0.0, opt.clipnorm or 0.0, opt.global_clipnorm or 0.0])
+    dummy = np.empty(0, dt)
+
+    def arguments(lists, order, first, last, lrs, stats, watch):
+        """train_steps's arguments (``lists``: ys, zs, dxs, dzs)."""
+        code, hyper, state = opt.compiled_spec()
+        s = list(state) + [dummy] * (3 - len(state))
+        return (x, labels, targets, order, first, last, batch, layers, alphas, model.params, model.grads, segments,
+                *lists, gbuf, xbuf, lbuf, tbuf, loss_kind, float(model.loss_weight), reg, regularized, code,
+                np.array(hyper, np.float64), lrs, int(opt.iterations), s[0], s[1], s[2], clip, stats, watch)
+
+    def grad_arguments(lists, order, lo, b, weight):
+        """grad_step's arguments."""
+        return (x, labels, targets, order, lo, b, layers, alphas, model.params, model.grads, *lists, gbuf, xbuf, lbuf,
+                tbuf, loss_kind, float(weight))
+
+    def apply_arguments(b):
+        """apply_step's arguments, for the optimizer's next step."""
+        code, hyper, state = opt.compiled_spec()
+        s = list(state) + [dummy] * (3 - len(state))
+        return (layers, reg, regularized, model.params, model.grads, segments, code, np.array(hyper, np.float64),
+                float(learning_rate_at(opt.learning_rate, opt.iterations)), int(opt.iterations) + 1, s[0], s[1], s[2],
+                clip, int(b))
+
+    if standby:
+        from ...backends.numba_cpu import background
+
+        buffer_list = numba.types.ListType(numba.typeof(dummy))  # (a typed List costs a compile to build)
+        order = np.empty(0, np.intp)
+        probes = ([(C.grad_step, grad_arguments((None,) * 4, order, 0, 1, 1.0)), (C.apply_step, apply_arguments(1))]
+                  if halves else [(C.train_steps, arguments((None,) * 4, order, 0, 0, np.empty(0), np.zeros(3), False))])
+        missing = []
+        for dispatcher, probe in probes:
+            sig = tuple(buffer_list if a is None else dispatcher.typeof_pyval(a) for a in probe)
+            if not background.ready(dispatcher, sig):
+                missing.append((dispatcher, sig))
+        if missing:
+            for dispatcher, sig in missing if submit else ():
+                background.submit(dispatcher, sig, "the training steps")
+            return None
+
+    from numba.typed import List
+
+    ys, zs, dxs, dzs = List(), List(), List(), List()
+    for i in range(len(model.layers)):
+        for lst, width in ((ys, model.widths[i + 1]), (zs, model.widths[i + 1]), (dxs, model.widths[i]),
+                           (dzs, model.widths[i + 1])):
+            lst.append(np.empty(batch * width, dt))
+    lists = (ys, zs, dxs, dzs)
     threads_as_set = numba.get_num_threads()
     key = (threads_as_set, batch, adaptive_threads_enabled())
     if key not in model._thread_tuners:  # kept by the model across fit() calls
@@ -83,10 +130,6 @@ def lower(model, x, y, batch):
         ``hooks`` (a :class:`~fastbp.nn.callbacks.CallbackList` or None) is called before and after
         each chunk, and a chunk ends where it asks (``next_stop``) or where the loss sum becomes
         non-finite (when it watches for that). Returns the sums; stops early when hooks say so."""
-        code, hyper, state = opt.compiled_spec()
-        dummy = np.empty(0, dt)
-        s = list(state) + [dummy] * (3 - len(state))
-        hyper = np.array(hyper, np.float64)
         stats = np.array(totals, np.float64)
         watch = hooks is not None and hooks.watch_nonfinite
         try:
@@ -102,10 +145,7 @@ def lower(model, x, y, batch):
                 numba.set_num_threads(threads)
                 start = time.perf_counter()
                 with single_threaded_blas:  # one thread pool: the kernels split the work themselves
-                    done = C.train_steps(x, labels, targets, order, first, last, batch, layers, alphas, model.params,
-                                         model.grads, segments, ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind,
-                                         model.loss_weight, reg, regularized, code, hyper, lrs, opt.iterations,
-                                         s[0], s[1], s[2], clip, stats, watch)
+                    done = C.train_steps(*arguments(lists, order, first, last, lrs, stats, watch))
                 tuner.record(threads, time.perf_counter() - start, done - first)
                 opt.iterations += done - first
                 if progress is not None:
@@ -117,20 +157,16 @@ def lower(model, x, y, batch):
         finally:
             numba.set_num_threads(threads_as_set)
         return float(stats[0]), float(stats[1]), float(stats[2])
+
     def grad(order, lo, b, weight):
         """One batch's gradient, x[order[lo:lo + b]] (b >= 1), the loss scaled by ``weight``:
         :func:`.interpreter.grad_step`; returns (scaled mean loss, correct)."""
-        return C.grad_step(x, labels, targets, order, lo, b, layers, alphas, model.params, model.grads, ys, zs, dxs,
-                           dzs, gbuf, xbuf, lbuf, tbuf, loss_kind, weight)
+        return C.grad_step(*grad_arguments(lists, order, lo, b, weight))
 
     def apply(b):
         """The update after a batch of ``b`` rows (:func:`.interpreter.apply_step`); returns the
         penalty times b."""
-        code, hyper, state = opt.compiled_spec()
-        s = list(state) + [np.empty(0, dt)] * (3 - len(state))
-        penalty = C.apply_step(layers, reg, regularized, model.params, model.grads, segments, code,
-                               np.array(hyper, np.float64), learning_rate_at(opt.learning_rate, opt.iterations),
-                               opt.iterations + 1, s[0], s[1], s[2], clip, b)
+        penalty = C.apply_step(*apply_arguments(b))
         opt.iterations += 1
         return penalty
 
