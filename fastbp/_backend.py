@@ -115,6 +115,13 @@ def backend_status() -> dict[str, str | None]:
     return status
 
 
+def is_available(name: str) -> bool:
+    """Whether backend ``name`` can run here (probing that one only)."""
+    entry = _entry(name)
+    _probe(entry)
+    return entry._reason is None
+
+
 def available_backends() -> list[str]:
     """Names of the backends that can run here, in registration order."""
     return [name for name, reason in backend_status().items() if reason is None]

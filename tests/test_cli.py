@@ -42,3 +42,25 @@ def test_fastbp_train_saves_the_model_and_backs_up_while_training(mnist_dir, tmp
     _, (x_test, y_test) = load_mnist(mnist_dir)
     loss, acc = nn.load_model(saved).evaluate(x_test.reshape(-1, 784) / 255.0, y_test, verbose=0)
     assert f"test accuracy {acc:.4f}" in out and f"test loss {loss:.4f}" in out
+
+
+def test_fastbp_info_says_which_training_path_fit_takes():
+    out = subprocess.run([sys.executable, "-m", "fastbp.cli", "info"], capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("fit() of the seed example now runs: "))
+    assert "unknown" not in line
+    if "numba" in fastbp.available_backends():
+        assert "numba compiled steps" in line or "cython kernels in a Python loop" in line
+
+
+def test_fastbp_train_without_mnist_says_where_it_looked_and_exits_2(tmp_path, monkeypatch, capsys):
+    from fastbp import cli, datasets
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("FASTBP_DATA", str(empty))
+    monkeypatch.setattr(datasets, "user_cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", ["http://127.0.0.1:9/"])  # (nothing listens there)
+    assert cli.main(["train", "--epochs", "1", "--data", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastbp train: MNIST files (") and str(empty) in err and "could not download" in err
+    assert "Traceback" not in err

@@ -418,11 +418,7 @@ class Sequential:
         else:
             run_compiling = self._use_compiled()  # (then Numba compiles its steps in the background)
             if run_compiling:
-                from ..backends.numba_cpu.standby import beside_the_compiler
-
                 self._fit_backend = "cython"
-            else:
-                beside_the_compiler = contextlib.nullcontext
             grad, apply = self._python_step(x, y, batch_size)
 
             def run(order, progress=None, first=0, totals=(0.0, 0.0, 0.0), hooks=None):
@@ -432,11 +428,10 @@ class Sequential:
                         hooks.begin(step)
                     lo = step * batch_size
                     b = min(n, lo + batch_size) - lo
-                    with beside_the_compiler():
-                        loss, right = grad(order, lo, b, self.loss_weight)
-                        penalty = apply(b)
+                    loss, right = grad(order, lo, b, self.loss_weight)
                     total_loss += loss * b
                     correct += right
+                    penalty = apply(b)
                     total_loss += penalty
                     penalties += penalty
                     if progress is not None:
@@ -537,9 +532,9 @@ class Sequential:
         """While Numba has not compiled the training steps yet, train on the cython kernels instead
         of waiting: when the backend is chosen automatically, background compilation is on
         (``FASTBP_BACKGROUND_COMPILE``) and the cython backend is available."""
-        from .._backend import backend_status, is_automatic, standby_enabled
+        from .._backend import is_automatic, is_available, standby_enabled
 
-        return is_automatic(self.backend) and standby_enabled() and backend_status().get("cython", "") is None
+        return is_automatic(self.backend) and standby_enabled() and is_available("cython")
 
     def _compiled(self, x, y, batch, halves=False):
         """A function order -> (sum of losses x rows, correct) running an epoch in compiled code;

@@ -3,6 +3,12 @@ from __future__ import annotations
 
 from ... import _backend
 
+#: how many Numba compilations this process's background worker has in hand (see
+#: fastbp.backends.numba_cpu.background, which keeps the count): while there are any, one core is
+#: the worker's, and the cython kernels' OpenMP loops run on one thread fewer (an OpenMP loop
+#: waiting at its barrier for a thread placed on the worker's core was slowed 30x)
+compiling_in_background = [0]
+
 
 def _loaded(name: str):
     """The backend module if it is available here (probing only that one), else None."""

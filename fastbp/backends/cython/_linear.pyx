@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Dense layer kernels: the product by BLAS on tiles (fastbp's own OpenBLAS, see ``use_blas``), bias +
+"""Dense layer kernels: the product by BLAS on tiles (the BLAS ``use_blas`` names), bias +
 activation (+ derivative, + bias gradient) fused around it, all tiles in one OpenMP ``prange``.
 
 The same algorithm as ``numba_cpu/linear.py``: the caller passes the tile plan and the bias-gradient
@@ -14,9 +14,6 @@ import numpy as np
 
 from cython.parallel cimport prange
 
-from scipy.linalg.cython_blas cimport dgemm as scipy_dgemm
-from scipy.linalg.cython_blas cimport sgemm as scipy_sgemm
-
 from . cimport _formulas as F
 from ._common cimport rowwise_derivative, rowwise_forward
 from ._formulas cimport FORMULAS_DIGEST, LINEAR, RELU, floating
@@ -26,17 +23,19 @@ def formulas_digest():
     """The digest of the formula sources this module was generated from (see _codegen.py)."""
     return FORMULAS_DIGEST.decode()
 
-# the Fortran ?gemm the kernels call: SciPy's until use_blas() points them at another BLAS
+# the Fortran ?gemm the kernels call, set by use_blas() before any kernel runs (fastbp's own
+# OpenBLAS, else SciPy's cython_blas: backend.py; not cimported, so that loading this module
+# does not import scipy.linalg)
 ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*, float*, float*,
                          int*) noexcept nogil
 ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*, double*, double*,
                          int*) noexcept nogil
-cdef sgemm_t _sgemm = scipy_sgemm
-cdef dgemm_t _dgemm = scipy_dgemm
+cdef sgemm_t _sgemm = NULL
+cdef dgemm_t _dgemm = NULL
 
 
 def use_blas(size_t sgemm_address, size_t dgemm_address):
-    """Call the Fortran sgemm/dgemm at these addresses (32-bit integers; fastbp._openblas) from now on."""
+    """Call the Fortran sgemm/dgemm at these addresses (32-bit integers) from now on."""
     global _sgemm, _dgemm
     if sgemm_address == 0 or dgemm_address == 0:
         raise ValueError("use_blas: null function address")

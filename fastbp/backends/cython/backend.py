@@ -5,7 +5,8 @@ Needs no Numba: only NumPy, SciPy and the compiled modules ``_linear``, ``_eleme
 with the numba backend), else SciPy's ``cython_blas`` pinned to one thread
 (:mod:`.._cpu.blas_threads`). Tile plans and chunk sizes come from :mod:`.._cpu.tiling` (shape
 only, shared with the numba backend), so results are bitwise identical for any thread count,
-and the kernels' own OpenMP loops use :func:`get_num_threads` threads. The scalar formulas are
+and the kernels' own OpenMP loops use :func:`get_num_threads` threads (one fewer while Numba
+compiles in a background worker, :mod:`.._cpu.threads`). The scalar formulas are
 compiled from fastbp/formulas.py (``_codegen.py``); an extension built from other formulas than
 the installed ones does not load. Outputs never alias inputs (the public layer serves the
 documented in-place uses).
@@ -71,12 +72,28 @@ SIMD = "avx2" if _ew.__name__.endswith("_avx2") else "baseline"
 from ...formulas import is_rowwise as _is_rowwise  # noqa: E402
 from ...formulas import nan_max as _nan_max  # noqa: E402
 from .._cpu import tiling as _tiling  # noqa: E402
+from .._cpu.threads import compiling_in_background as _compiling  # noqa: E402
 from .._cpu.openblas import blas_pin as _blas_pin  # noqa: E402
 from .._cpu.openblas import gemm_addresses as _gemm_addresses  # noqa: E402
 
+
+
+def _scipy_gemm_addresses():
+    """The addresses of SciPy's cython_blas sgemm and dgemm (from the module's C API capsules)."""
+    import ctypes
+
+    from scipy.linalg import cython_blas
+
+    name = ctypes.pythonapi.PyCapsule_GetName
+    name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    pointer.restype, pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    capsules = [cython_blas.__pyx_capi__[f"{p}gemm"] for p in "sd"]
+    return tuple(pointer(c, name(c)) for c in capsules)
+
+
 _own = _gemm_addresses()
-if _own is not None:
-    _lin.use_blas(_own[0], _own[1])
+_lin.use_blas(*(_own[:2] if _own is not None else _scipy_gemm_addresses()))
 #: where the products run: fastbp's own OpenBLAS (one thread), else SciPy's BLAS
 BLAS_SOURCE = _own[2] if _own is not None else "SciPy cython_blas"
 _one_blas_thread = _blas_pin()
@@ -110,6 +127,12 @@ def get_num_threads() -> int:
     return _num_threads
 
 
+def _threads() -> int:
+    """The threads of the next OpenMP loop: the set count, one fewer while Numba compiles in the
+    background (results do not depend on it)."""
+    return _num_threads - 1 if _num_threads > 1 and _compiling[0] else _num_threads
+
+
 def _flat(a):
     return a.reshape(-1)
 
@@ -119,7 +142,7 @@ def linear_forward(x, w, b, code, alpha, y, z):
     n = w.shape[1]
     rb, cb = _tiling.tile_shape(m, n, k, _is_rowwise(code))
     with _one_blas_thread:
-        _lin.linear_forward(x, w, b, code, alpha, y, z, rb, cb, _num_threads)
+        _lin.linear_forward(x, w, b, code, alpha, y, z, rb, cb, _threads())
 
 
 def linear_backward(dy, x, w, saved, code, alpha, dz, dx, dw, db):
@@ -128,26 +151,26 @@ def linear_backward(dy, x, w, saved, code, alpha, dz, dx, dw, db):
     rb_dw, n_dw, cb_dx, n_dx = _tiling.plan_backward(m, k, n, dx is not None)
     with _one_blas_thread:
         _lin.linear_backward(dy, x, w, dy if saved is None else saved, code, alpha, dy if dz is None else dz,
-                             dz is None, dx, dw, db, _tiling.DB_ROWS, rb_dw, n_dw, cb_dx, n_dx, _num_threads)
+                             dz is None, dx, dw, db, _tiling.DB_ROWS, rb_dw, n_dw, cb_dx, n_dx, _threads())
 
 
 def activation_forward(z, code, alpha, y):
     if _is_rowwise(code):
-        _ew.rowwise_activation(z, z, code, y, True, _num_threads)
+        _ew.rowwise_activation(z, z, code, y, True, _threads())
     else:
-        _ew.activation_forward(_flat(z), code, alpha, _flat(y), _even(z.size), _num_threads)
+        _ew.activation_forward(_flat(z), code, alpha, _flat(y), _even(z.size), _threads())
 
 
 def activation_backward(dy, saved, code, alpha, dz):
     if _is_rowwise(code):
-        _ew.rowwise_activation(dy, saved, code, dz, False, _num_threads)
+        _ew.rowwise_activation(dy, saved, code, dz, False, _threads())
     else:
         _ew.activation_backward(_flat(dy), _flat(dy if saved is None else saved), code, alpha, _flat(dz),
-                                _even(dy.size), _num_threads)
+                                _even(dy.size), _threads())
 
 
 def softmax_cross_entropy(logits, labels, targets, dlogits):
-    return _loss.softmax_cross_entropy(logits, labels, targets, dlogits, _tiling.CE_ROWS, _num_threads)
+    return _loss.softmax_cross_entropy(logits, labels, targets, dlogits, _tiling.CE_ROWS, _threads())
 
 
 def mse_loss(pred, target, dpred):
@@ -157,19 +180,19 @@ def mse_loss(pred, target, dpred):
 
 def sigmoid_cross_entropy(logits, targets, dlogits):
     return _loss.sigmoid_cross_entropy(_flat(logits), _flat(targets), None if dlogits is None else _flat(dlogits),
-                                       _tiling.MSE_CHUNK, _num_threads)
+                                       _tiling.MSE_CHUNK, _threads())
 
 
 def sgd_update(p, g, velocity, lr, momentum, nesterov, weight_decay):
     has_v = velocity is not None
     _ew.sgd_update(_flat(p), _flat(g), _flat(velocity if has_v else p), has_v, lr, momentum, nesterov,
-                   weight_decay, _even(p.size), _num_threads)
+                   weight_decay, _even(p.size), _threads())
 
 
 def adam_update(p, g, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     amsgrad = vmax is not None
     _ew.adam_update(_flat(p), _flat(g), _flat(m), _flat(v), _flat(vmax if amsgrad else v), amsgrad, step, lr,
-                    beta1, beta2, eps, weight_decay, decoupled, _even(p.size), _num_threads)
+                    beta1, beta2, eps, weight_decay, decoupled, _even(p.size), _threads())
 
 
 def rmsprop_update(p, g, sq_avg, grad_avg, momentum_buf, lr, rho, eps, weight_decay, momentum):
@@ -177,23 +200,23 @@ def rmsprop_update(p, g, sq_avg, grad_avg, momentum_buf, lr, rho, eps, weight_de
     use_buf = momentum_buf is not None
     _ew.rmsprop_update(_flat(p), _flat(g), _flat(sq_avg), _flat(grad_avg if centered else sq_avg),
                        _flat(momentum_buf if use_buf else sq_avg), centered, use_buf, lr, rho, eps, weight_decay,
-                       momentum, _even(p.size), _num_threads)
+                       momentum, _even(p.size), _threads())
 
 
 def sum_of_squares(arrays):
-    return float(sum(_tiling.ordered_sum(_ew.sum_of_squares(_flat(a), _tiling.CHUNK, _num_threads)) for a in arrays))
+    return float(sum(_tiling.ordered_sum(_ew.sum_of_squares(_flat(a), _tiling.CHUNK, _threads())) for a in arrays))
 
 
 def max_abs(arrays):
-    peaks = (functools.reduce(_nan_max, _ew.max_abs(_flat(a), _tiling.CHUNK, _num_threads), 0.0) for a in arrays)
+    peaks = (functools.reduce(_nan_max, _ew.max_abs(_flat(a), _tiling.CHUNK, _threads()), 0.0) for a in arrays)
     return float(functools.reduce(_nan_max, peaks, 0.0))
 
 
 def scale_(arrays, factor):
     for a in arrays:
-        _ew.scale_(_flat(a), factor, _even(a.size), _num_threads)
+        _ew.scale_(_flat(a), factor, _even(a.size), _threads())
 
 
 def clip_value_(arrays, clip):
     for a in arrays:
-        _ew.clip_value_(_flat(a), clip, _even(a.size), _num_threads)
+        _ew.clip_value_(_flat(a), clip, _even(a.size), _threads())

@@ -37,6 +37,7 @@ import threading
 import time
 
 from ..._backend import standby_enabled as enabled  # noqa: F401  (FASTBP_BACKGROUND_COMPILE is not 0)
+from .._cpu.threads import compiling_in_background as _busy  # (the cython kernels leave the worker a core)
 
 
 class NotReady(Exception):
@@ -126,7 +127,6 @@ def _load_cached(dispatcher, sig) -> bool:
 _LOCK = threading.Lock()
 _jobs: dict = {}  # key -> "compiling" | "done" | "failed: ..."
 _labels: dict = {}  # key -> how status() names it
-_busy = [0]  # how many submitted signatures are compiling (read without the lock: busy())
 _worker = None  # the worker process (subprocess.Popen)
 
 

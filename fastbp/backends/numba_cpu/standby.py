@@ -2,7 +2,8 @@
 
 The same protocol as :mod:`.backend` (the numba backend), which each kernel here calls first.
 Where Numba has no code for the call's signature yet (in memory or in its disk cache), the
-kernel instead runs on the cython backend (compiled ahead of time: no wait) and hands the
+kernel instead runs on the cython backend (compiled ahead of time: no wait; on one thread fewer
+while the worker compiles, see :mod:`.._cpu.threads`) and hands the
 signature to the background compiler (:mod:`.background`); once that is done, the same call
 runs Numba's code. So a fresh install's first call returns at once, and a warm one runs as fast
 as the numba backend does (a call whose signature is compiled takes Numba's fast path straight
@@ -19,13 +20,11 @@ on first call as always.
 """
 from __future__ import annotations
 
-import contextlib
-
 from ..cython import backend as _spare
 from . import backend as _numba
 from . import dispatch as _d
 from . import optim as _opt
-from .background import _LOCAL, NotReady, busy, submit, watch
+from .background import _LOCAL, NotReady, submit, watch
 
 NAME, DEVICE = "numba", "cpu"
 empty, copy_ = _numba.empty, _numba.copy_
@@ -42,22 +41,6 @@ DISPATCHERS = tuple(watch(f) for f in (
     _opt.rmsprop_update, _opt.sum_of_squares, _opt.max_abs, _opt.scale_, _opt.clip_value_))
 
 
-@contextlib.contextmanager
-def beside_the_compiler():
-    """The cython kernels on one thread fewer while the background worker compiles: its core is
-    taken, and an OpenMP loop that waits for a thread placed there is slowed many times over
-    (results do not depend on the thread count)."""
-    threads = _spare.get_num_threads()
-    if threads < 2 or not busy():
-        yield
-        return
-    _spare.set_num_threads(threads - 1)
-    try:
-        yield
-    finally:
-        _spare.set_num_threads(threads)
-
-
 def _served(name):
     """Kernel ``name``: Numba's when its code exists, else the cython backend's, with the missing
     signature submitted for background compilation."""
@@ -71,8 +54,7 @@ def _served(name):
             submit(missing.dispatcher, missing.sig, name)
         finally:
             _LOCAL.active = False
-        with beside_the_compiler():
-            return spare(*args)
+        return spare(*args)
 
     kernel.__name__ = kernel.__qualname__ = name
     kernel.__doc__ = f"The numba backend's {name}, or the cython backend's while Numba compiles it."
