@@ -24,6 +24,9 @@ import subprocess
 import sys
 import textwrap
 
+# the contenders' warm speed: Numba compiles in this process, not in a background worker
+os.environ.setdefault("FASTBP_BACKGROUND_COMPILE", "0")
+
 _EPOCH = textwrap.dedent("""
     import sys, time
     import numpy as np

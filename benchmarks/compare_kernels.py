@@ -20,6 +20,9 @@ import numpy as np
 import fastbp
 from fastbp import kernels as K
 
+# the contenders' warm speed: Numba compiles in this process, not in a background worker
+os.environ.setdefault("FASTBP_BACKGROUND_COMPILE", "0")
+
 try:
     import torch
 except ImportError:  # the comparison rows that need it are skipped, and say so

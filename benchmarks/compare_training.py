@@ -28,6 +28,9 @@ import fastbp
 from benchmarks.common import fastbp_mnist_epoch, torch_mnist_epoch  # the asv suite's epoch builders
 from fastbp.datasets import load_mnist
 
+# the contenders' warm speed: Numba compiles in this process, not in a background worker
+os.environ.setdefault("FASTBP_BACKGROUND_COMPILE", "0")
+
 THREADS = 2
 GAP_S = 0.3
 
