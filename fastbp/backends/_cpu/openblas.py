@@ -54,6 +54,21 @@ class _AlreadyOneThread:
         return None
 
 
+def scipy_gemm_addresses():
+    """(sgemm, dgemm) addresses of SciPy's ``cython_blas`` (from the module's C-API capsules):
+    the BLAS of the kernels where fastbp's own is missing (importing it imports scipy.linalg)."""
+    import ctypes
+
+    from scipy.linalg import cython_blas
+
+    name = ctypes.pythonapi.PyCapsule_GetName
+    name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    pointer.restype, pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    capsules = [cython_blas.__pyx_capi__[f"{p}gemm"] for p in "sd"]
+    return tuple(pointer(c, name(c)) for c in capsules)
+
+
 def blas_pin():
     """The context manager a CPU backend enters around its kernels so that their BLAS runs on one
     thread: nothing to do for the private copy, else :data:`.blas_threads.single_threaded_blas`."""

@@ -23,9 +23,9 @@ def formulas_digest():
     """The digest of the formula sources this module was generated from (see _codegen.py)."""
     return FORMULAS_DIGEST.decode()
 
-# the Fortran ?gemm the kernels call, set by use_blas() before any kernel runs (fastbp's own
-# OpenBLAS, else SciPy's cython_blas: backend.py; not cimported, so that loading this module
-# does not import scipy.linalg)
+# the Fortran ?gemm the kernels call, set by use_blas() when this module loads (fastbp's own
+# OpenBLAS, else SciPy's cython_blas; not cimported, so that loading this module does not import
+# scipy.linalg)
 ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*, float*, float*,
                          int*) noexcept nogil
 ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*, double*, double*,
@@ -41,6 +41,17 @@ def use_blas(size_t sgemm_address, size_t dgemm_address):
         raise ValueError("use_blas: null function address")
     _sgemm = <sgemm_t>sgemm_address
     _dgemm = <dgemm_t>dgemm_address
+
+
+def _use_default_blas():
+    """fastbp's own one-thread OpenBLAS, else SciPy's cython_blas (fastbp.backends._cpu.openblas)."""
+    from .._cpu.openblas import gemm_addresses, scipy_gemm_addresses
+
+    own = gemm_addresses()
+    use_blas(*(own[:2] if own is not None else scipy_gemm_addresses()))
+
+
+_use_default_blas()  # before any kernel of this module can run
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating* a, int lda,

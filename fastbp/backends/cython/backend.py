@@ -76,24 +76,7 @@ from .._cpu.threads import compiling_in_background as _compiling  # noqa: E402
 from .._cpu.openblas import blas_pin as _blas_pin  # noqa: E402
 from .._cpu.openblas import gemm_addresses as _gemm_addresses  # noqa: E402
 
-
-
-def _scipy_gemm_addresses():
-    """The addresses of SciPy's cython_blas sgemm and dgemm (from the module's C API capsules)."""
-    import ctypes
-
-    from scipy.linalg import cython_blas
-
-    name = ctypes.pythonapi.PyCapsule_GetName
-    name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
-    pointer = ctypes.pythonapi.PyCapsule_GetPointer
-    pointer.restype, pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    capsules = [cython_blas.__pyx_capi__[f"{p}gemm"] for p in "sd"]
-    return tuple(pointer(c, name(c)) for c in capsules)
-
-
-_own = _gemm_addresses()
-_lin.use_blas(*(_own[:2] if _own is not None else _scipy_gemm_addresses()))
+_own = _gemm_addresses()  # (the kernels' module took the same BLAS when it loaded: _linear.pyx)
 #: where the products run: fastbp's own OpenBLAS (one thread), else SciPy's BLAS
 BLAS_SOURCE = _own[2] if _own is not None else "SciPy cython_blas"
 _one_blas_thread = _blas_pin()
