@@ -282,10 +282,19 @@ def _param_and_grad(fn, param, grad):
     return param, grad, dtype
 
 
-def _state(fn, name, a, param, dtype, others):
-    if a is None:
-        raise ValueError(f"{fn}: {name} is required (a zero-initialized array shaped like param)")
-    return chk.writable(fn, name, a, param.shape, dtype, others)
+def _states(fn, param, grad, dtype, *named):
+    """The optimizer's state arrays, checked: ``named`` holds (name, array, needed) in order; each
+    needed one is required, shaped like param, of its dtype, writeable and disjoint from param,
+    grad and the states before it; one not needed comes back as None."""
+    taken = {"param": param, "grad": grad}
+    checked = []
+    for name, a, needed in named:
+        if needed and a is None:
+            raise ValueError(f"{fn}: {name} is required (a zero-initialized array shaped like param)")
+        a = chk.writable(fn, name, a, param.shape, dtype, taken) if needed else None
+        taken[name] = a
+        checked.append(a)
+    return checked
 
 
 def sgd_update(param, grad, *, lr, momentum=0.0, velocity=None, nesterov=False, weight_decay=0.0,
@@ -306,10 +315,7 @@ def sgd_update(param, grad, *, lr, momentum=0.0, velocity=None, nesterov=False, 
     if nesterov and momentum == 0:
         raise ValueError(f"{fn}: nesterov=True needs momentum > 0; got momentum={momentum}")
     param, grad, dtype = _param_and_grad(fn, param, grad)
-    if momentum > 0:
-        velocity = _state(fn, "velocity", velocity, param, dtype, {"param": param, "grad": grad})
-    else:
-        velocity = None
+    (velocity,) = _states(fn, param, grad, dtype, ("velocity", velocity, momentum > 0))
     be = select(backend, param, grad)
     _placed(fn, be, param=param, grad=grad, velocity=velocity)
     be.sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
@@ -338,12 +344,7 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     decoupled = chk.flag(fn, "decoupled_weight_decay", decoupled_weight_decay)
     amsgrad = chk.flag(fn, "amsgrad", amsgrad)
     param, grad, dtype = _param_and_grad(fn, param, grad)
-    m = _state(fn, "m", m, param, dtype, {"param": param, "grad": grad})
-    v = _state(fn, "v", v, param, dtype, {"param": param, "grad": grad, "m": m})
-    if amsgrad:
-        vmax = _state(fn, "vmax", vmax, param, dtype, {"param": param, "grad": grad, "m": m, "v": v})
-    else:
-        vmax = None
+    m, v, vmax = _states(fn, param, grad, dtype, ("m", m, True), ("v", v, True), ("vmax", vmax, amsgrad))
     be = select(backend, param, grad)
     _placed(fn, be, param=param, grad=grad, m=m, v=v, vmax=vmax)
     be.adam_update(param, grad, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, decoupled)
@@ -368,12 +369,8 @@ def rmsprop_update(param, grad, sq_avg, *, lr=1e-2, rho=0.99, eps=1e-8, weight_d
     momentum = chk.nonnegative(fn, "momentum", momentum)
     centered = chk.flag(fn, "centered", centered)
     param, grad, dtype = _param_and_grad(fn, param, grad)
-    taken = {"param": param, "grad": grad}
-    sq_avg = _state(fn, "sq_avg", sq_avg, param, dtype, taken)
-    taken["sq_avg"] = sq_avg
-    grad_avg = _state(fn, "grad_avg", grad_avg, param, dtype, taken) if centered else None
-    taken["grad_avg"] = grad_avg
-    momentum_buf = _state(fn, "momentum_buf", momentum_buf, param, dtype, taken) if momentum > 0 else None
+    sq_avg, grad_avg, momentum_buf = _states(fn, param, grad, dtype, ("sq_avg", sq_avg, True),
+                                             ("grad_avg", grad_avg, centered), ("momentum_buf", momentum_buf, momentum > 0))
     be = select(backend, param, grad)
     _placed(fn, be, param=param, grad=grad, sq_avg=sq_avg, grad_avg=grad_avg, momentum_buf=momentum_buf)
     be.rmsprop_update(param, grad, sq_avg, grad_avg, momentum_buf, lr, rho, eps, weight_decay, momentum)

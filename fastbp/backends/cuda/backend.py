@@ -239,7 +239,8 @@ def _per_array(arrays, stage1_index, combine):
     for slot, a in enumerate(arrays):
         grid, threads = _reduction_grid(a.size)
         partial = cuda.device_array(grid, np.float64)
-        stage1[grid, threads](_flat(a), partial)
+        flat = _flat(a)
+        stage1[grid, threads](flat, flat, flat, 0.0, False, partial)  # (t, g, scale: the losses')
         stage2[1, g.threads](partial, results, slot)
     return results.copy_to_host()[:len(arrays)]
 

@@ -27,132 +27,111 @@ from ._formulas import F
 @functools.lru_cache(maxsize=None)
 def block_tree(threads: int):
     """Device functions reducing one value per thread of a 1-D block (``threads`` a power of 2)
-    through the float64 shared array ``buf``; every thread gets the result."""
+    through the float64 shared array ``buf``, in a fixed tree; every thread gets the result:
+    ``block_sum`` and ``block_max`` (max, with NaN winning once seen, like the CPU kernels)."""
 
-    @device_function
-    def block_sum(buf, tid, value):
-        buf[tid] = value
-        cuda.syncthreads()
-        s = threads // 2
-        while s > 0:
-            if tid < s:
-                buf[tid] += buf[tid + s]
+    def tree(combine):
+        @device_function
+        def reduce(buf, tid, value):
+            buf[tid] = value
             cuda.syncthreads()
-            s //= 2
-        total = buf[0]
-        cuda.syncthreads()
-        return total
-
-    @device_function
-    def block_max(buf, tid, value):
-        """max, with NaN winning once seen (like the CPU kernels)."""
-        buf[tid] = value
-        cuda.syncthreads()
-        s = threads // 2
-        while s > 0:
-            if tid < s:
-                other = buf[tid + s]
-                if other > buf[tid] or other != other:
-                    buf[tid] = other
+            s = threads // 2
+            while s > 0:
+                if tid < s:
+                    buf[tid] = combine(buf[tid], buf[tid + s])
+                cuda.syncthreads()
+                s //= 2
+            result = buf[0]
             cuda.syncthreads()
-            s //= 2
-        best = buf[0]
-        cuda.syncthreads()
-        return best
+            return result
+        return reduce
 
-    return block_sum, block_max
+    return tree(_add), tree(_nan_max)
+
+
+@device_function
+def _add(a, b):
+    return a + b
+
+
+@device_function
+def _nan_max(a, b):
+    """max(a, b), b when it is NaN."""
+    return b if b > a or b != b else a
 
 
 FlatKernels = collections.namedtuple(
     "FlatKernels", "sum_squares_stage1 max_abs_stage1 mse_stage1 bce_stage1 sum_stage2 max_stage2")
 
 
+@device_function
+def _add_square(acc, x, t, g, scale, need_grad, i):
+    return acc + F.square(x[i])
+
+
+@device_function
+def _max_abs(acc, x, t, g, scale, need_grad, i):
+    return F.abs_max(acc, x[i])
+
+
+@device_function
+def _add_squared_error(acc, x, t, g, scale, need_grad, i):
+    """(x - t)^2; g = scale (x - t) where asked (scale = 2 / n)."""
+    if need_grad:
+        g[i] = F.squared_error_grad(x[i], t[i], scale)
+    return acc + F.squared_error(x[i], t[i])
+
+
+@device_function
+def _add_binary_cross_entropy(acc, x, t, g, scale, need_grad, i):
+    """The binary cross-entropy term of logit x and target t; g = scale (sigmoid(x) - t) where
+    asked (scale = 1 / n)."""
+    if need_grad:
+        term, grad = F.binary_cross_entropy_term_grad(x[i], t[i], scale)
+        g[i] = grad
+    else:
+        term = F.binary_cross_entropy_term(x[i], t[i])
+    return acc + term
+
+
 @functools.lru_cache(maxsize=None)
 def flat_kernels(threads: int):
-    """Kernels over flat arrays writing one float64 partial per block (see the module docstring)."""
+    """Kernels over flat arrays writing one float64 partial per block (see the module docstring).
+    Every stage 1 takes (x, t, g, scale, need_grad, partial): the array, the targets and the
+    gradient the losses use (any arrays of the dtype for the others), the gradient's scale."""
     block_sum, block_max = block_tree(threads)
 
-    @cuda.jit
-    def sum_squares_stage1(a, partial):
-        buf = cuda.shared.array(threads, np.float64)
-        tid = cuda.threadIdx.x
-        acc = 0.0
-        for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
-            acc += F.square(a[i])
-        total = block_sum(buf, tid, acc)
-        if tid == 0:
-            partial[cuda.blockIdx.x] = total
+    def stage1(accumulate, block_reduce):
+        @cuda.jit
+        def kernel(x, t, g, scale, need_grad, partial):
+            """partial[block] = this block's elements accumulated, reduced over its threads."""
+            buf = cuda.shared.array(threads, np.float64)
+            tid = cuda.threadIdx.x
+            acc = 0.0
+            for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+                acc = accumulate(acc, x, t, g, scale, need_grad, i)
+            total = block_reduce(buf, tid, acc)
+            if tid == 0:
+                partial[cuda.blockIdx.x] = total
+        return kernel
 
-    @cuda.jit
-    def max_abs_stage1(a, partial):
-        buf = cuda.shared.array(threads, np.float64)
-        tid = cuda.threadIdx.x
-        acc = 0.0
-        for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
-            acc = F.abs_max(acc, a[i])
-        best = block_max(buf, tid, acc)
-        if tid == 0:
-            partial[cuda.blockIdx.x] = best
+    def stage2(combine, block_reduce):
+        @cuda.jit
+        def kernel(partial, out, slot):
+            """out[slot] = partial reduced, one block, fixed order."""
+            buf = cuda.shared.array(threads, np.float64)
+            tid = cuda.threadIdx.x
+            acc = 0.0
+            for i in range(tid, partial.size, threads):
+                acc = combine(acc, partial[i])
+            total = block_reduce(buf, tid, acc)
+            if tid == 0:
+                out[slot] = total
+        return kernel
 
-    @cuda.jit
-    def mse_stage1(pred, target, dpred, scale, need_grad, partial):
-        """partial[block] = sum of (pred - target)^2 over this block's elements;
-        dpred = scale * (pred - target) where asked (scale = 2 / n)."""
-        buf = cuda.shared.array(threads, np.float64)
-        tid = cuda.threadIdx.x
-        acc = 0.0
-        for i in range(cuda.grid(1), pred.size, cuda.gridsize(1)):
-            acc += F.squared_error(pred[i], target[i])
-            if need_grad:
-                dpred[i] = F.squared_error_grad(pred[i], target[i], scale)
-        total = block_sum(buf, tid, acc)
-        if tid == 0:
-            partial[cuda.blockIdx.x] = total
-
-    @cuda.jit
-    def bce_stage1(logits, targets, dlogits, scale, need_grad, partial):
-        """partial[block] = sum of the binary cross-entropy terms over this block's elements;
-        dlogits = scale * (sigmoid(z) - t) where asked (scale = 1 / n)."""
-        buf = cuda.shared.array(threads, np.float64)
-        tid = cuda.threadIdx.x
-        acc = 0.0
-        for i in range(cuda.grid(1), logits.size, cuda.gridsize(1)):
-            if need_grad:
-                term, grad = F.binary_cross_entropy_term_grad(logits[i], targets[i], scale)
-                dlogits[i] = grad
-            else:
-                term = F.binary_cross_entropy_term(logits[i], targets[i])
-            acc += term
-        total = block_sum(buf, tid, acc)
-        if tid == 0:
-            partial[cuda.blockIdx.x] = total
-
-    @cuda.jit
-    def sum_stage2(partial, out, slot):
-        """out[slot] = sum of partial, one block, fixed order."""
-        buf = cuda.shared.array(threads, np.float64)
-        tid = cuda.threadIdx.x
-        acc = 0.0
-        for i in range(tid, partial.size, threads):
-            acc += partial[i]
-        total = block_sum(buf, tid, acc)
-        if tid == 0:
-            out[slot] = total
-
-    @cuda.jit
-    def max_stage2(partial, out, slot):
-        buf = cuda.shared.array(threads, np.float64)
-        tid = cuda.threadIdx.x
-        acc = 0.0
-        for i in range(tid, partial.size, threads):
-            x = partial[i]
-            if x > acc or x != x:
-                acc = x
-        best = block_max(buf, tid, acc)
-        if tid == 0:
-            out[slot] = best
-
-    return FlatKernels(sum_squares_stage1, max_abs_stage1, mse_stage1, bce_stage1, sum_stage2, max_stage2)
+    return FlatKernels(stage1(_add_square, block_sum), stage1(_max_abs, block_max),
+                       stage1(_add_squared_error, block_sum), stage1(_add_binary_cross_entropy, block_sum),
+                       stage2(_add, block_sum), stage2(_nan_max, block_max))
 
 
 @functools.lru_cache(maxsize=None)

@@ -182,9 +182,9 @@ def rmsprop_update(floating[::1] p, const floating[::1] g, floating[::1] s, floa
                        c * size, min(n, (c + 1) * size))
 
 
-def sum_of_squares(floating[::1] a, Py_ssize_t chunk, int num_threads):
-    """The partial sums of a^2 (double) over fixed chunks of ``chunk`` elements (the caller adds
-    them in order)."""
+cdef _chunk_partials(floating[::1] a, Py_ssize_t chunk, int num_threads, bint squares):
+    """Over each fixed chunk of ``chunk`` elements (double): the sum of a^2 (``squares``), else
+    max |a| (NaN where an element is NaN)."""
     cdef Py_ssize_t n = a.shape[0], c, i
     partial = np.zeros((n + chunk - 1) // chunk, np.float64)
     cdef double[::1] out = partial
@@ -192,23 +192,23 @@ def sum_of_squares(floating[::1] a, Py_ssize_t chunk, int num_threads):
     for c in prange(out.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
         acc = 0.0
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            acc = acc + F.square(a[i])
+            if squares:
+                acc = acc + F.square(a[i])
+            else:
+                acc = F.abs_max(acc, a[i])
         out[c] = acc
     return partial
+
+
+def sum_of_squares(floating[::1] a, Py_ssize_t chunk, int num_threads):
+    """The partial sums of a^2 (double) over fixed chunks of ``chunk`` elements (the caller adds
+    them in order)."""
+    return _chunk_partials(a, chunk, num_threads, True)
 
 
 def max_abs(floating[::1] a, Py_ssize_t chunk, int num_threads):
     """max |a| over each fixed chunk (NaN where an element is NaN); the caller combines them."""
-    cdef Py_ssize_t n = a.shape[0], c, i
-    partial = np.zeros((n + chunk - 1) // chunk, np.float64)
-    cdef double[::1] out = partial
-    cdef double acc
-    for c in prange(out.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
-        acc = 0.0
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            acc = F.abs_max(acc, a[i])
-        out[c] = acc
-    return partial
+    return _chunk_partials(a, chunk, num_threads, False)
 
 
 def scale_(floating[::1] a, double factor, Py_ssize_t size, int num_threads):

@@ -73,78 +73,59 @@ def softmax_cross_entropy_serial(logits, labels, targets, dlogits):
     return ordered_sum(partial) / batch
 
 
-@njit(cache=True)
-def _squares_chunk(pf, tf, lo, hi):
-    """sum over [lo, hi) of (pred - target)^2, in float64."""
-    acc = 0.0
-    for j in range(lo, hi):
-        acc += F.squared_error(pf[j], tf[j])
-    return acc
+#: the elementwise losses of _mean_of_terms
+SQUARED_ERROR, BINARY_CROSS_ENTROPY = 0, 1
 
 
 @njit(cache=True)
-def _mse_chunk(pf, tf, gf, scale, lo, hi):
-    """_squares_chunk, writing the gradient scale (pred - target) on the way."""
+def _terms_chunk(kind, xf, tf, gf, scale, lo, hi, need_grad):
+    """sum over [lo, hi) of the loss terms (float64): (x - t)^2 for SQUARED_ERROR,
+    max(x, 0) - x t + log1p(exp(-|x|)) for BINARY_CROSS_ENTROPY; when need_grad, writes the
+    gradient on the way: scale (x - t) or scale (sigmoid(x) - t)."""
     acc = 0.0
     for j in range(lo, hi):
-        acc += F.squared_error(pf[j], tf[j])
-        gf[j] = F.squared_error_grad(pf[j], tf[j], scale)
-    return acc
-
-
-@njit(cache=True, parallel=True)
-def mse_loss(pred, target, dpred):
-    """mean((pred - target)^2) and dpred = 2 (pred - target) / n when dpred is not None.
-
-    (Two loops under a test of the argument itself: an Optional value made from ``dpred`` and
-    used inside a prange loop is not passed to the parallel worker reliably.)"""
-    pf = pred.reshape(-1)
-    tf = target.reshape(-1)
-    n = pf.size
-    n_chunks = -(-n // MSE_CHUNK)
-    partial = np.empty(n_chunks, np.float64)
-    if dpred is None:
-        for c in prange(n_chunks):
-            partial[c] = _squares_chunk(pf, tf, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK))
-    else:
-        gf = dpred.reshape(-1)
-        scale = 2.0 / n
-        for c in prange(n_chunks):
-            partial[c] = _mse_chunk(pf, tf, gf, scale, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK))
-    return ordered_sum(partial) / n
-
-
-@njit(cache=True)
-def _bce_chunk(zf, tf, gf, scale, lo, hi, need_grad):
-    """sum over [lo, hi) of the binary cross-entropy terms (float64), writing the gradient
-    scale (sigmoid(z) - t) on the way when need_grad."""
-    acc = 0.0
-    for j in range(lo, hi):
-        if need_grad:
-            term, gj = F.binary_cross_entropy_term_grad(zf[j], tf[j], scale)
+        if kind == SQUARED_ERROR:
+            term = F.squared_error(xf[j], tf[j])
+            if need_grad:
+                gf[j] = F.squared_error_grad(xf[j], tf[j], scale)
+        elif need_grad:
+            term, gj = F.binary_cross_entropy_term_grad(xf[j], tf[j], scale)
             gf[j] = gj
         else:
-            term = F.binary_cross_entropy_term(zf[j], tf[j])
+            term = F.binary_cross_entropy_term(xf[j], tf[j])
         acc += term
     return acc
 
 
 @njit(cache=True, parallel=True)
+def _mean_of_terms(kind, xf, tf, gf, scale, need_grad):
+    """The mean of the loss terms over all n elements (fixed chunks of MSE_CHUNK summed in order),
+    the gradient into gf when need_grad (gf: any 1-D array of the dtype otherwise)."""
+    n = xf.size
+    n_chunks = -(-n // MSE_CHUNK)
+    partial = np.empty(n_chunks, np.float64)
+    for c in prange(n_chunks):
+        partial[c] = _terms_chunk(kind, xf, tf, gf, scale, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK), need_grad)
+    return ordered_sum(partial) / n
+
+
+@njit(cache=True)
+def mse_loss(pred, target, dpred):
+    """mean((pred - target)^2) and dpred = 2 (pred - target) / n when dpred is not None.
+
+    (The None test stays out of the parallel loop: an Optional value used inside a prange loop is
+    not passed to the parallel worker reliably.)"""
+    pf, tf = pred.reshape(-1), target.reshape(-1)
+    if dpred is None:  # (pred may be read-only: never the gradient's stand-in)
+        return _mean_of_terms(SQUARED_ERROR, pf, tf, np.empty(0, pf.dtype), 0.0, False)
+    return _mean_of_terms(SQUARED_ERROR, pf, tf, dpred.reshape(-1), 2.0 / pf.size, True)
+
+
+@njit(cache=True)
 def sigmoid_cross_entropy(logits, targets, dlogits):
     """mean of max(z, 0) - z t + log1p(exp(-|z|)) over all n elements, and dlogits = (sigmoid(z) -
     t) / n when dlogits is not None (the same chunks as mse_loss)."""
-    zf = logits.reshape(-1)
-    tf = targets.reshape(-1)
-    n = zf.size
-    n_chunks = -(-n // MSE_CHUNK)
-    partial = np.empty(n_chunks, np.float64)
+    zf, tf = logits.reshape(-1), targets.reshape(-1)
     if dlogits is None:
-        unused = np.empty(0, zf.dtype)  # (logits may be read-only: never the gradient's stand-in)
-        for c in prange(n_chunks):
-            partial[c] = _bce_chunk(zf, tf, unused, 0.0, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK), False)
-    else:
-        gf = dlogits.reshape(-1)
-        scale = 1.0 / n
-        for c in prange(n_chunks):
-            partial[c] = _bce_chunk(zf, tf, gf, scale, c * MSE_CHUNK, min(n, (c + 1) * MSE_CHUNK), True)
-    return ordered_sum(partial) / n
+        return _mean_of_terms(BINARY_CROSS_ENTROPY, zf, tf, np.empty(0, zf.dtype), 0.0, False)
+    return _mean_of_terms(BINARY_CROSS_ENTROPY, zf, tf, dlogits.reshape(-1), 1.0 / zf.size, True)

@@ -108,30 +108,33 @@ def rmsprop_update(p, g, sq_avg, grad_avg, momentum_buf, lr, rho, eps, weight_de
 
 
 @njit(cache=True, parallel=True)
-def sum_of_squares(a):
-    """sum(a^2) accumulated in float64, in fixed chunks summed in order."""
-    af = a.reshape(-1)
-    partial = np.empty(-(-af.size // CHUNK), np.float64)
-    for c in prange(partial.size):
-        acc = 0.0
-        for x in af[c * CHUNK:(c + 1) * CHUNK]:
-            acc += F.square(x)
-        partial[c] = acc
-    return ordered_sum(partial)
-
-
-@njit(cache=True, parallel=True)
-def max_abs(a):
-    """max |a| (NaN if any element is NaN; 0 for an empty array)."""
+def _chunk_partials(a, squares):
+    """Over each fixed chunk of CHUNK elements of a (float64): the sum of a^2 (``squares``), else
+    max |a| (NaN where an element is NaN)."""
     af = a.reshape(-1)
     partial = np.zeros(-(-af.size // CHUNK), np.float64)
     for c in prange(partial.size):
         acc = 0.0
         for x in af[c * CHUNK:(c + 1) * CHUNK]:
-            acc = F.abs_max(acc, x)
+            if squares:
+                acc += F.square(x)
+            else:
+                acc = F.abs_max(acc, x)
         partial[c] = acc
+    return partial
+
+
+@njit(cache=True)
+def sum_of_squares(a):
+    """sum(a^2) accumulated in float64, in fixed chunks summed in order."""
+    return ordered_sum(_chunk_partials(a, True))
+
+
+@njit(cache=True)
+def max_abs(a):
+    """max |a| (NaN if any element is NaN; 0 for an empty array)."""
     best = 0.0
-    for peak in partial:
+    for peak in _chunk_partials(a, False):
         best = F.nan_max(best, peak)
     return best
 
