@@ -25,6 +25,8 @@ import numpy as np
 from . import _device
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: the dtype of dropout masks
+MASK_DTYPE = np.dtype(np.uint8)
 _FLOAT_TYPES = (np.float32, np.float64)
 
 
@@ -200,6 +202,20 @@ def labels(fn: str, name: str, a, batch: int, classes: int) -> np.ndarray:
             bad = lo if lo < 0 else hi
             raise label_range_error(fn, name, classes, bad)
     return np.ascontiguousarray(a, dtype=np.intp)
+
+
+def mask_array(fn: str, name: str, a, shape_: tuple):
+    """Require a uint8 mask (0: dropped, else kept) of the given shape; return it C-contiguous
+    (host views are copied once; device arrays must already be contiguous)."""
+    a = array(fn, name, a)
+    if a.dtype != MASK_DTYPE:
+        raise TypeError(f"{fn}: {name} must have dtype uint8 (the mask dropout_forward returned); got {a.dtype}")
+    shape(fn, name, a, tuple(shape_), "(like the array it masks)")
+    if isinstance(a, np.ndarray):
+        return np.ascontiguousarray(a)
+    if not a.is_c_contiguous():
+        raise ValueError(f"{fn}: {name} must be C-contiguous on the device; got strides {a.strides}")
+    return a
 
 
 def label_range_error(fn: str, name: str, classes: int, bad) -> ValueError:

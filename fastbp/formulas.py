@@ -21,6 +21,10 @@ declares and the Numba targets follow by the same promotion rules (float32 op fl
   optimizer updates run in the array dtype with their scalars rounded once to it beforehand, as
   PyTorch's do.
 * ``Code``: an integer activation code (:mod:`fastbp.activations`).
+* ``Bits``: a 64-bit unsigned word (C ``uint64_t``, Numba ``uint64``) for the counter-based
+  random generator. Arithmetic on words is modulo 2^64: every product or sum that may exceed 64
+  bits is masked with ``& MASK64`` (a no-op in the compiled targets, where words wrap; exact in
+  Python, whose integers do not). Word constants are listed in ``BITS_CONSTANTS``.
 
 The rules of the subset the translator accepts: one ``return`` per branch, ``if``/``else``
 statements and ``a if c else b`` expressions, assignments to plain names, arithmetic and
@@ -36,11 +40,20 @@ from .activations import GELU, GELU_TANH, LEAKY_RELU, LINEAR, LOG_SOFTMAX, RELU,
 Real = float
 Elem = float
 Code = int
+Bits = int
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_C = 0.044715
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+# the counter-based generator of dropout masks (SplitMix64's constants: Steele, Lea & Flood 2014)
+MASK64 = 0xFFFFFFFFFFFFFFFF
+GOLDEN_GAMMA = 0x9E3779B97F4A7C15
+MIX64_M1 = 0xBF58476D1CE4E5B9
+MIX64_M2 = 0x94D049BB133111EB
+#: the constants that are 64-bit words (compiled as uint64, never as int64 or float)
+BITS_CONSTANTS = ("MASK64", "GOLDEN_GAMMA", "MIX64_M1", "MIX64_M2")
 
 # ------------------------------------------------------------------------------- activations
 
@@ -331,6 +344,73 @@ def square(x: Real) -> Real:
     return x * x
 
 
+# ----------------------------------------------------------------------------- normalization
+
+
+def chan_merge(n_a: Real, mean_a: Real, m2_a: Real, n_b: Real, mean_b: Real, m2_b: Real) -> tuple[Real, Real]:
+    """Chan, Golub & LeVeque's merge of two groups' (count n, mean, sum of squared deviations M2):
+    the union's (mean, M2) with n = n_a + n_b, delta = mean_b - mean_a,
+    mean = mean_a + delta n_b / n, M2 = M2_a + M2_b + delta^2 n_a n_b / n. No cancellation: a
+    large common mean never meets a small variance in one difference of squares. An empty first
+    group (n_a = 0, mean_a = M2_a = 0) gives (mean_b, M2_b) exactly."""
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return mean_a + delta * (n_b / n), m2_a + m2_b + delta * delta * (n_a * n_b / n)
+
+
+def inverse_std(var: Real, eps: Real) -> Real:
+    """rstd = 1 / sqrt(var + eps)."""
+    return 1.0 / math.sqrt(var + eps)
+
+
+def standardize(x: Real, mean: Real, rstd: Real) -> Real:
+    """xhat = (x - mean) rstd."""
+    return (float(x) - mean) * rstd
+
+
+def normalize(x: Real, mean: Real, rstd: Real, gamma: Real, beta: Real) -> Real:
+    """y = (x - mean) rstd gamma + beta (gamma = 1, beta = 0 without the affine part)."""
+    return standardize(x, mean, rstd) * gamma + beta
+
+
+def normalize_grad(g: Real, xhat: Real, scale: Real, mean_g: Real, mean_g_xhat: Real) -> Real:
+    """dx = scale (g - mean(g) - xhat mean(g xhat)): the gradient through xhat = (x - mean) rstd,
+    the statistics taken over the group that the means run over. Layer normalization: g = dy gamma,
+    scale = rstd (the group is a row); batch normalization: g = dy, scale = gamma rstd (a column)."""
+    return scale * (float(g) - mean_g - xhat * mean_g_xhat)
+
+
+def running_update(running: Real, stat: Real, momentum: Real) -> Real:
+    """(1 - momentum) running + momentum stat (PyTorch's momentum; Keras's is 1 - momentum)."""
+    return (1.0 - momentum) * running + momentum * stat
+
+
+# ------------------------------------------------------------------------------------ dropout
+
+
+def mix64(z: Bits) -> Bits:
+    """SplitMix64's output function (Stafford's Mix13): a bijection of 64-bit words whose every
+    output bit depends on every input bit. ``mix64(key + i * GOLDEN_GAMMA)`` for i = 0, 1, ... is
+    SplitMix64's sequence (which passes BigCrush): a counter-based generator."""
+    z = ((z ^ (z >> 30)) * MIX64_M1) & MASK64
+    z = ((z ^ (z >> 27)) * MIX64_M2) & MASK64
+    return z ^ (z >> 31)
+
+
+def dropout_keep(key: Bits, index: Bits, threshold: Bits) -> bool:
+    """Whether element ``index`` of a dropout mask is kept: the top 32 bits of
+    mix64(key + index GOLDEN_GAMMA) (uniform on [0, 2^32)) are >= threshold = round(rate 2^32), so
+    P(drop) = threshold / 2^32. A pure function of (key, index): the same mask on every backend
+    and thread count; key = mix64(seed)."""
+    return (mix64((key + index * GOLDEN_GAMMA) & MASK64) >> 32) >= threshold
+
+
+def dropout_value(x: Elem, keep: bool, scale: Elem) -> Elem:
+    """x scale where kept, x 0 where dropped (scale = 1 / (1 - rate); a dropped Inf or NaN gives
+    NaN, as PyTorch's x * mask * scale does)."""
+    return x * scale if keep else x * 0
+
+
 #: every formula, in the order the Cython translation writes them (callees before callers)
 __all__ = [
     "is_rowwise", "sigmoid", "relu", "relu_derivative", "leaky_relu", "leaky_relu_derivative", "gelu",
@@ -340,4 +420,6 @@ __all__ = [
     "binary_cross_entropy_term", "binary_cross_entropy_term_grad", "sgd_step",
     "sgd_momentum_step", "sgd_nesterov_step", "bias_correction", "uncorrected_epsilon", "adam_moments", "adam_param", "running_max", "rmsprop_square",
     "moving_average", "rmsprop_direction", "momentum_buffer", "descend", "l2_gradient", "clamp", "abs_max", "nan_max", "square",
+    "chan_merge", "inverse_std", "standardize", "normalize", "normalize_grad", "running_update", "mix64",
+    "dropout_keep", "dropout_value",
 ]

@@ -11,12 +11,14 @@ import math
 
 from . import _checks as chk
 from . import activations as A
+from . import formulas as F
 from ._backend import select
 
 __all__ = [
     "linear_forward", "linear_backward", "activation_forward", "activation_backward",
     "softmax_cross_entropy", "mse_loss", "sigmoid_cross_entropy", "sgd_update", "adam_update", "rmsprop_update",
-    "clip_grad_norm", "clip_grad_value",
+    "clip_grad_norm", "clip_grad_value", "layernorm_forward", "layernorm_backward", "batchnorm_forward",
+    "batchnorm_backward", "dropout_forward", "dropout_backward",
 ]
 
 
@@ -430,3 +432,223 @@ def clip_grad_value(grads, clip_value, *, backend=None):
     be = select(backend, *grads)
     _placed(fn, be, **{f"grads[{i}]": g for i, g in enumerate(grads)})
     be.clip_value_(grads, clip_value)
+
+
+# ----------------------------------------------------------------------------- normalization
+
+def _affine_params(fn, x, gamma, beta, eps):
+    """x (2-D, at least one column), gamma and beta (None or one per column of x) and eps > 0,
+    checked; returns (x, gamma, beta, eps, dtype)."""
+    x = chk.float_array(fn, "x", x, 2)
+    chk.nonempty_features(fn, "x", x.shape[1], "column (feature)")
+    gamma = None if gamma is None else chk.float_array(fn, "gamma", gamma, 1)
+    beta = None if beta is None else chk.float_array(fn, "beta", beta, 1)
+    dtype = chk.common_dtype(fn, x=x, gamma=gamma, beta=beta)
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        if a is not None:
+            chk.shape(fn, name, a, (x.shape[1],), "(one per column of x)")
+    return x, gamma, beta, chk.positive(fn, "eps", eps), dtype
+
+
+def _statistics_outputs(fn, be, x, y, mean, rstd, stat_shape, dtype, inputs):
+    """The forward's outputs (y like x; mean, rstd of ``stat_shape``), given or allocated, checked
+    disjoint from the inputs and from each other."""
+    y = chk.output(fn, "out", y, x.shape, dtype, inputs, be.empty)
+    mean = chk.output(fn, "mean_out", mean, stat_shape, dtype, inputs, be.empty)
+    rstd = chk.output(fn, "rstd_out", rstd, stat_shape, dtype, inputs, be.empty)
+    chk.disjoint(fn, out=y, mean_out=mean, rstd_out=rstd)
+    return y, mean, rstd
+
+
+def layernorm_forward(x, gamma=None, beta=None, *, eps=1e-5, out=None, mean_out=None, rstd_out=None,
+                      backend=None):
+    """Layer normalization of each row of x (batch, features):
+
+    mean_i = sum_j x_ij / n,  var_i = sum_j (x_ij - mean_i)^2 / n (biased),
+    rstd_i = 1 / sqrt(var_i + eps),  y_ij = (x_ij - mean_i) rstd_i gamma_j + beta_j.
+
+    PyTorch's ``layer_norm`` over the last axis (Keras's ``LayerNormalization``). ``gamma`` and
+    ``beta`` (features,) may be None (no scale, no shift). The statistics are computed in float64
+    by two passes over each row (stable for any mean), deterministically. Returns
+    ``(y, mean, rstd)``; mean and rstd (batch,) in x's dtype, for :func:`layernorm_backward`.
+    """
+    fn = "layernorm_forward"
+    x, gamma, beta, eps, dtype = _affine_params(fn, x, gamma, beta, eps)
+    be = select(backend, x)
+    inputs = {"x": x, "gamma": gamma, "beta": beta}
+    y, mean, rstd = _statistics_outputs(fn, be, x, out, mean_out, rstd_out, (x.shape[0],), dtype, inputs)
+    _placed(fn, be, x=x, gamma=gamma, beta=beta, out=y, mean_out=mean, rstd_out=rstd)
+    be.layernorm_forward(x, gamma, beta, eps, y, mean, rstd)
+    return y, mean, rstd
+
+
+def _normalization_backward(fn, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, need_dx, need_dbeta, stat_axis,
+                            backend):
+    """The checks, outputs and dispatch of layernorm_backward (stat_axis 0: one statistic per row)
+    and batchnorm_backward (1: per column)."""
+    need_dx = chk.flag(fn, "need_dx", need_dx)
+    need_dbeta = chk.flag(fn, "need_dbeta", need_dbeta)
+    dy = chk.float_array(fn, "dy", dy, 2)
+    x = chk.float_array(fn, "x", x, 2)
+    mean = chk.float_array(fn, "mean", mean, 1)
+    rstd = chk.float_array(fn, "rstd", rstd, 1)
+    gamma = None if gamma is None else chk.float_array(fn, "gamma", gamma, 1)
+    dtype = chk.common_dtype(fn, dy=dy, x=x, gamma=gamma, mean=mean, rstd=rstd)
+    chk.nonempty_features(fn, "x", x.shape[1], "column (feature)")
+    chk.shape(fn, "dy", dy, x.shape, "(like x)")
+    per = "row" if stat_axis == 0 else "column"
+    for name, a in (("mean", mean), ("rstd", rstd)):
+        chk.shape(fn, name, a, (x.shape[stat_axis],), f"(one per {per} of x, as the forward returned it)")
+    if gamma is not None:
+        chk.shape(fn, "gamma", gamma, (x.shape[1],), "(one per column of x)")
+    elif dgamma is not None:
+        raise ValueError(f"{fn}: dgamma was given but gamma is None (no scale, nothing to differentiate)")
+    be = select(backend, dy, x)
+    inputs = {"dy": dy, "x": x, "gamma": gamma, "mean": mean, "rstd": rstd}
+    features = (x.shape[1],)
+    dx = chk.output(fn, "dx", dx, x.shape, dtype, inputs, be.empty) if need_dx else None
+    dgamma = chk.output(fn, "dgamma", dgamma, features, dtype, inputs, be.empty) if gamma is not None else None
+    dbeta = chk.output(fn, "dbeta", dbeta, features, dtype, inputs, be.empty) if need_dbeta else None
+    chk.disjoint(fn, dx=dx, dgamma=dgamma, dbeta=dbeta)
+    _placed(fn, be, dy=dy, x=x, gamma=gamma, mean=mean, rstd=rstd, dx=dx, dgamma=dgamma, dbeta=dbeta)
+    getattr(be, fn)(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
+    return dx, dgamma, dbeta
+
+
+def layernorm_backward(dy, x, gamma, mean, rstd, *, dx=None, dgamma=None, dbeta=None, need_dx=True,
+                       need_dbeta=True, backend=None):
+    """Gradients of :func:`layernorm_forward` given dy = dL/dy, with mean and rstd as it returned:
+
+    xhat_ij = (x_ij - mean_i) rstd_i,  g_ij = dy_ij gamma_j,
+    dx_ij = rstd_i (g_ij - mean_j(g_ij) - xhat_ij mean_j(g_ij xhat_ij)),
+    dgamma_j = sum_i dy_ij xhat_ij,  dbeta_j = sum_i dy_ij.
+
+    ``gamma`` None: g = dy and no dgamma. ``need_dx=False`` / ``need_dbeta=False`` skip those.
+    Sums in float64, the column sums in fixed chunks of rows (the same bits on any thread count).
+    Returns ``(dx, dgamma, dbeta)`` with None for what was not computed.
+    """
+    return _normalization_backward("layernorm_backward", dy, x, gamma, mean, rstd, dx, dgamma, dbeta, need_dx,
+                                   need_dbeta, 0, backend)
+
+
+def batchnorm_forward(x, gamma=None, beta=None, *, eps=1e-5, running_mean=None, running_var=None, momentum=0.1,
+                      training=True, unbiased_running_var=True, out=None, mean_out=None, rstd_out=None,
+                      backend=None):
+    """Batch normalization of each column of x (batch, features), PyTorch's ``batch_norm``:
+
+    training: mean_j = sum_i x_ij / n, var_j = sum_i (x_ij - mean_j)^2 / n (biased), and, when
+    ``running_mean``/``running_var`` are given, in place:
+    running_mean = (1 - momentum) running_mean + momentum mean_j,
+    running_var = (1 - momentum) running_var + momentum var_j n / (n - 1) (the unbiased variance;
+    ``unbiased_running_var=False``: var_j itself, as Keras's moving variance);
+    ``training=False``: mean_j = running_mean_j, var_j = running_var_j (both required);
+    rstd_j = 1 / sqrt(var_j + eps),  y_ij = (x_ij - mean_j) rstd_j gamma_j + beta_j.
+
+    The batch statistics are merged from fixed chunks of rows by Chan's formula in float64 (one
+    pass over x, stable for any mean, the same bits on any thread count). ``momentum`` is
+    PyTorch's (Keras's momentum m is 1 - m here). Returns ``(y, mean, rstd)``, mean and rstd
+    (features,), for :func:`batchnorm_backward`.
+    """
+    fn = "batchnorm_forward"
+    x, gamma, beta, eps, dtype = _affine_params(fn, x, gamma, beta, eps)
+    training = chk.flag(fn, "training", training)
+    unbiased = chk.flag(fn, "unbiased_running_var", unbiased_running_var)
+    momentum = chk.real(fn, "momentum", momentum, low=0.0, high=1.0)
+    batch, features = x.shape
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{fn}: give both running_mean and running_var, or neither")
+    if not training and running_mean is None:
+        raise ValueError(f"{fn}: training=False normalizes with running_mean and running_var; pass both")
+    if training and batch == 0:
+        raise ValueError(f"{fn}: training needs at least one row (the batch statistics of no rows are undefined); "
+                         f"got {x.shape}")
+    if training and running_mean is not None and unbiased and batch < 2:
+        raise ValueError(f"{fn}: the unbiased running variance needs at least 2 rows in training (PyTorch's "
+                         f"rule); got {batch}; pass unbiased_running_var=False or a larger batch")
+    inputs = {"x": x, "gamma": gamma, "beta": beta}
+    if running_mean is not None:
+        if training:  # updated in place
+            running_mean = chk.writable(fn, "running_mean", running_mean, (features,), dtype, inputs)
+            running_var = chk.writable(fn, "running_var", running_var, (features,), dtype,
+                                       {**inputs, "running_mean": running_mean})
+        else:
+            running_mean = chk.float_array(fn, "running_mean", running_mean, 1)
+            running_var = chk.float_array(fn, "running_var", running_var, 1)
+            chk.common_dtype(fn, x=x, running_mean=running_mean, running_var=running_var)
+            for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+                chk.shape(fn, name, a, (features,), "(one per column of x)")
+        inputs.update(running_mean=running_mean, running_var=running_var)
+    be = select(backend, x)
+    y, mean, rstd = _statistics_outputs(fn, be, x, out, mean_out, rstd_out, (features,), dtype, inputs)
+    _placed(fn, be, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var, out=y,
+            mean_out=mean, rstd_out=rstd)
+    be.batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, training, unbiased, y, mean, rstd)
+    return y, mean, rstd
+
+
+def batchnorm_backward(dy, x, gamma, mean, rstd, *, dx=None, dgamma=None, dbeta=None, need_dx=True,
+                       need_dbeta=True, backend=None):
+    """Gradients of :func:`batchnorm_forward` in training (through the batch statistics), given
+    dy = dL/dy and the forward's mean and rstd:
+
+    xhat_ij = (x_ij - mean_j) rstd_j,  dbeta_j = sum_i dy_ij,  dgamma_j = sum_i dy_ij xhat_ij,
+    dx_ij = gamma_j rstd_j (dy_ij - dbeta_j / n - xhat_ij dgamma_j / n).
+
+    ``gamma`` None: gamma = 1 and no dgamma. Column sums in float64 over fixed chunks of rows.
+    Returns ``(dx, dgamma, dbeta)`` with None for what was not computed.
+    """
+    return _normalization_backward("batchnorm_backward", dy, x, gamma, mean, rstd, dx, dgamma, dbeta, need_dx,
+                                   need_dbeta, 1, backend)
+
+
+# ------------------------------------------------------------------------------------ dropout
+
+def _dropout_scale(fn, rate, dtype):
+    """1 / (1 - rate) rounded to ``dtype``, rate checked to lie in [0, 1)."""
+    rate = chk.real(fn, "rate", rate, low=0.0, high=1.0, high_open=True)
+    return rate, dtype.type(1.0 / (1.0 - rate))
+
+
+def dropout_forward(x, rate, *, seed, out=None, mask_out=None, backend=None):
+    """Inverted dropout: y = x mask / (1 - rate), mask_i = 1 with probability 1 - rate.
+
+    The mask is a pure function of (seed, i), i the element's index in C order: keep_i when the
+    top 32 bits of SplitMix64's mix(mix(seed) + i gamma) are >= round(rate 2^32) (a counter-based
+    generator: every element an independent draw, the same mask on every backend and thread
+    count). A dropped element is x 0 (0 with x's sign; NaN for an infinite or NaN x, as in
+    PyTorch). ``seed``: an integer in [0, 2^64); ``rate`` in [0, 1). ``out`` may be x itself (in
+    place); ``mask_out`` a uint8 array like x. Returns ``(y, mask)``, mask uint8 (0 or 1).
+    """
+    fn = "dropout_forward"
+    x = chk.float_array(fn, "x", x)
+    rate, scale = _dropout_scale(fn, rate, x.dtype)
+    seed = chk.integer(fn, "seed", seed, low=0)
+    if seed > F.MASK64:
+        raise ValueError(f"{fn}: seed must be < 2**64; got {seed}")
+    be = select(backend, x)
+    y, work = chk.output_in_place(fn, "out", out, x.shape, x.dtype, {"x": x}, be.empty, ("x",))
+    mask = chk.output(fn, "mask_out", mask_out, x.shape, chk.MASK_DTYPE, {"x": x, "out": y}, be.empty)
+    _placed(fn, be, x=x, out=y, mask_out=mask)
+    be.dropout_forward(x, F.mix64(seed), _drop_threshold(rate), scale, work, mask)
+    _copy_back(be, y, work)
+    return y, mask
+
+
+def _drop_threshold(rate):
+    """round(rate 2^32): an element is dropped when its 32 random bits fall below it."""
+    return int(rate * 4294967296.0 + 0.5)
+
+
+def dropout_backward(dy, mask, rate, *, out=None, backend=None):
+    """dx = dy mask / (1 - rate) (dy 0 where mask is 0), for the mask :func:`dropout_forward`
+    returned with the same rate. ``out`` may be dy itself (in place). Returns dx."""
+    fn = "dropout_backward"
+    dy = chk.float_array(fn, "dy", dy)
+    mask = chk.mask_array(fn, "mask", mask, dy.shape)
+    _, scale = _dropout_scale(fn, rate, dy.dtype)
+    be = select(backend, dy)
+    dx, work = chk.output_in_place(fn, "out", out, dy.shape, dy.dtype, {"dy": dy, "mask": mask}, be.empty, ("dy",))
+    _placed(fn, be, dy=dy, mask=mask, out=dx)
+    be.dropout_backward(dy, mask, scale, work)
+    _copy_back(be, dx, work)
+    return dx

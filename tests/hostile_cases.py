@@ -59,12 +59,32 @@ def _base(kernel, rng, dtype=np.float32):
         return {"g0": (f(3, 4), INPLACE), "g1": (f(5), INPLACE)}, {"max_norm": 1.0}
     if kernel == "clip_grad_value":
         return {"g0": (f(3, 4), INPLACE), "g1": (f(5), INPLACE)}, {"clip_value": 0.5}
+    if kernel == "layernorm_forward":
+        return {"x": (f(5, 7), IN), "gamma": (f(7), IN), "beta": (f(7), IN), "out": (np.empty((5, 7), dtype), OUT),
+                "mean_out": (np.empty(5, dtype), OUT), "rstd_out": (np.empty(5, dtype), OUT)}, {"eps": 1e-5}
+    if kernel == "batchnorm_forward":
+        return {"x": (f(5, 7), IN), "gamma": (f(7), IN), "beta": (f(7), IN),
+                "running_mean": (f(7), INPLACE), "running_var": (np.abs(f(7)), INPLACE),
+                "out": (np.empty((5, 7), dtype), OUT), "mean_out": (np.empty(7, dtype), OUT),
+                "rstd_out": (np.empty(7, dtype), OUT)}, {"eps": 1e-5, "momentum": 0.1, "training": True}
+    if kernel in ("layernorm_backward", "batchnorm_backward"):
+        stats = 5 if kernel == "layernorm_backward" else 7
+        return {"dy": (f(5, 7), IN), "x": (f(5, 7), IN), "gamma": (f(7), IN), "mean": (f(stats), IN),
+                "rstd": (np.abs(f(stats)), IN), "dx": (np.empty((5, 7), dtype), OUT),
+                "dgamma": (np.empty(7, dtype), OUT), "dbeta": (np.empty(7, dtype), OUT)}, {}
+    if kernel == "dropout_forward":
+        return {"x": (f(5, 7), IN), "out": (np.empty((5, 7), dtype), OUT),
+                "mask_out": (np.empty((5, 7), np.uint8), OUT)}, {"rate": 0.3, "seed": 7}
+    if kernel == "dropout_backward":
+        return {"dy": (f(5, 7), IN), "mask": ((rng.random((5, 7)) > 0.3).astype(np.uint8), IN),
+                "out": (np.empty((5, 7), dtype), OUT)}, {"rate": 0.3}
     raise ValueError(kernel)
 
 
 KERNELS = ["linear_forward", "linear_backward", "activation_forward", "activation_backward",
            "softmax_cross_entropy", "mse_loss", "sigmoid_cross_entropy", "sgd_update", "adam_update",
-           "rmsprop_update", "clip_grad_norm", "clip_grad_value"]
+           "rmsprop_update", "clip_grad_norm", "clip_grad_value", "layernorm_forward", "layernorm_backward",
+           "batchnorm_forward", "batchnorm_backward", "dropout_forward", "dropout_backward"]
 
 #: positional arguments of each kernel, in order (the rest are keywords)
 POSITIONAL = {"linear_forward": ["x", "w", "b"], "linear_backward": ["dy", "x", "w"],
@@ -72,7 +92,11 @@ POSITIONAL = {"linear_forward": ["x", "w", "b"], "linear_backward": ["dy", "x", 
               "softmax_cross_entropy": ["logits", "labels"], "mse_loss": ["pred", "target"],
               "sigmoid_cross_entropy": ["logits", "targets"],
               "sgd_update": ["param", "grad"], "adam_update": ["param", "grad", "m", "v"],
-              "rmsprop_update": ["param", "grad", "sq_avg"]}
+              "rmsprop_update": ["param", "grad", "sq_avg"], "layernorm_forward": ["x", "gamma", "beta"],
+              "batchnorm_forward": ["x", "gamma", "beta"],
+              "layernorm_backward": ["dy", "x", "gamma", "mean", "rstd"],
+              "batchnorm_backward": ["dy", "x", "gamma", "mean", "rstd"], "dropout_forward": ["x", "rate"],
+              "dropout_backward": ["dy", "mask", "rate"]}
 
 
 def _strided(a):
@@ -138,15 +162,21 @@ LABEL_MUTATIONS = [
 ]
 
 #: the losses: a mean over an empty batch is an error
-MEANS = ("softmax_cross_entropy", "mse_loss", "sigmoid_cross_entropy")
-OPTIONAL = {"b", "out", "preact_out", "dx", "dw", "db", "dz", "dlogits", "dpred"}
+MEANS = ("softmax_cross_entropy", "mse_loss", "sigmoid_cross_entropy", "batchnorm_forward")
+OPTIONAL = {"b", "out", "preact_out", "dx", "dw", "db", "dz", "dlogits", "dpred", "gamma", "beta", "mean_out",
+            "rstd_out", "dgamma", "dbeta", "mask_out"}
+#: None where the argument is optional but the call then contradicts itself: a dgamma buffer for
+#: no gamma; one running statistic without the other
+NONE_ERROR = {("layernorm_backward", "gamma"): ValueError, ("batchnorm_backward", "gamma"): ValueError,
+              ("batchnorm_forward", "running_mean"): ValueError, ("batchnorm_forward", "running_var"): ValueError}
 REQUIRED_NONE_ERROR = {"y": ValueError, "m": ValueError, "v": ValueError, "sq_avg": ValueError, "velocity": ValueError}
 #: kernels whose arrays may have any shape (a list of gradients)
 ANY_SHAPE = {"clip_grad_norm", "clip_grad_value"}
 #: the documented in-place uses: the output may be this very input
 DOCUMENTED_ALIASES = {("linear_backward", "dz", "dy"), ("activation_forward", "out", "z"),
                       ("activation_backward", "out", "dy"), ("softmax_cross_entropy", "dlogits", "logits"),
-                      ("mse_loss", "dpred", "pred"), ("sigmoid_cross_entropy", "dlogits", "logits")}
+                      ("mse_loss", "dpred", "pred"), ("sigmoid_cross_entropy", "dlogits", "logits"),
+                      ("dropout_forward", "out", "x"), ("dropout_backward", "out", "dy")}
 
 SCALAR_MUTATIONS = {
     "lr": [(-0.1, ValueError), (float("nan"), ValueError), ("0.1", TypeError), (True, TypeError)],
@@ -156,6 +186,11 @@ SCALAR_MUTATIONS = {
     "clip_value": [(float("nan"), ValueError), ("1", TypeError)],
     "activation": [("nope", ValueError), (3, ValueError)],
     "name": [("softmaxx", ValueError)],
+    "eps": [(0.0, ValueError), (-1e-5, ValueError), (float("nan"), ValueError), ("1e-5", TypeError)],
+    "rate": [(1.0, ValueError), (-0.1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+             ("0.5", TypeError)],
+    "seed": [(-1, ValueError), (2**64, ValueError), (1.5, TypeError), (None, TypeError)],
+    "training": [("yes", TypeError), (1, TypeError)],
 }
 
 
@@ -171,7 +206,9 @@ def cases():
                 continue
             for name, fn, exp_in, exp_out in ARRAY_MUTATIONS:
                 if name == "None":
-                    if arg in OPTIONAL:
+                    if (kernel, arg) in NONE_ERROR:
+                        expected = NONE_ERROR[kernel, arg]
+                    elif arg in OPTIONAL:
                         expected = "ok"
                     elif arg in REQUIRED_NONE_ERROR:
                         expected = REQUIRED_NONE_ERROR[arg]
@@ -187,7 +224,8 @@ def cases():
             if role in (OUT, INPLACE):
                 others = [a for a, (_, r) in args.items() if r == IN and a != arg]
                 for other in others[:2]:
-                    expected = "ok" if (kernel, arg, other) in DOCUMENTED_ALIASES else ValueError
+                    expected = ("ok" if (kernel, arg, other) in DOCUMENTED_ALIASES else
+                                TypeError if args[arg][0].dtype != args[other][0].dtype else ValueError)
                     out.append((kernel, f"{arg} is {other}", ("alias", arg, other), expected))
         for key, bad in SCALAR_MUTATIONS.items():
             if key in kws:
@@ -200,8 +238,9 @@ def cases():
 
 
 def _empty_batch(kernel, args):
+    per_row = ("mean", "rstd", "mean_out", "rstd_out") if kernel.startswith("layernorm") else ()
     for name, (a, role) in list(args.items()):
-        if isinstance(a, np.ndarray) and a.ndim == 2 and name not in ("w", "dw"):
+        if isinstance(a, np.ndarray) and (a.ndim == 2 and name not in ("w", "dw") or name in per_row):
             args[name] = (a[:0].copy(), role)
         elif kernel in ("sgd_update", "adam_update", "rmsprop_update", "clip_grad_norm", "clip_grad_value"):
             args[name] = (a[:0].copy(), role)

@@ -288,3 +288,115 @@ def test_clip_grad_value(backend, dtype, rng):
     K.clip_grad_value(got, 1.5, backend=t.name)
     for g, r in zip(got, ref):
         np.testing.assert_array_equal(t.get(g), r)
+
+
+# ----------------------------------------------------------------------------- normalization
+#: (batch, features): one element, one row, one column, fewer rows than a chunk, a chunk (64)
+#: and one row past it, an empty batch, a wide layer over several chunks; the simulator keeps
+#: those with every dimension <= 17 (its geometry's reductions are crossed by 9x13 and 17x3)
+NORM_SHAPES = [(1, 1), (2, 1), (1, 7), (5, 7), (9, 13), (17, 3), (0, 4), (64, 9), (65, 33), (300, 513)]
+#: (gamma given, beta given): the affine part whole, scale only, none
+AFFINE = [(True, True), (True, False), (False, False)]
+
+
+def _norm_data(rng, shape, dtype, mean=0.0):
+    """x with columns of different means and scales, gamma, beta, dy."""
+    batch, n = shape
+    x = rng.standard_normal(shape) * rng.uniform(0.5, 2.0, n) + mean + rng.standard_normal(n)
+    gamma, beta = rng.uniform(0.5, 1.5, n), rng.standard_normal(n)
+    return (x.astype(dtype), gamma.astype(dtype), beta.astype(dtype),
+            rng.standard_normal(shape).astype(dtype))
+
+
+def _assert_all_close(t, got, ref, dtype):
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref):
+        if r is None:
+            assert g is None
+        else:
+            assert_close(t.get(g), r, dtype)
+
+
+@pytest.mark.parametrize("backend, shape, dtype", per_target(NORM_SHAPES, on_simulator=_float64_on_largest),
+                         indirect=["backend"])
+@pytest.mark.parametrize("affine", AFFINE, ids=["gamma-beta", "gamma", "plain"])
+def test_layernorm(backend, affine, shape, dtype, rng):
+    t = backend
+    x, gamma, beta, dy = _norm_data(rng, shape, dtype)
+    gamma, beta = (gamma if affine[0] else None), (beta if affine[1] else None)
+    ref = K.layernorm_forward(x, gamma, beta, eps=1e-3, backend="numpy")
+    xd, gd, bd = t.put(x), t.put(gamma), t.put(beta)
+    _assert_all_close(t, K.layernorm_forward(xd, gd, bd, eps=1e-3, backend=t.name), ref, dtype)
+    outs = (t.empty(shape, dtype), t.empty(shape[:1], dtype), t.empty(shape[:1], dtype))
+    got = K.layernorm_forward(xd, gd, bd, eps=1e-3, out=outs[0], mean_out=outs[1], rstd_out=outs[2], backend=t.name)
+    assert all(g is o for g, o in zip(got, outs))
+    _assert_all_close(t, got, ref, dtype)
+    mean, rstd = ref[1], ref[2]
+    grads_ref = K.layernorm_backward(dy, x, gamma, mean, rstd, backend="numpy")
+    assert (grads_ref[1] is None) == (gamma is None)
+    got = K.layernorm_backward(t.put(dy), xd, gd, t.put(mean), t.put(rstd), backend=t.name)
+    _assert_all_close(t, got, grads_ref, dtype)
+    got = K.layernorm_backward(t.put(dy), xd, gd, t.put(mean), t.put(rstd), need_dx=False, need_dbeta=False,
+                               backend=t.name)
+    _assert_all_close(t, got, (None, grads_ref[1], None), dtype)
+
+
+@pytest.mark.parametrize("backend, shape, dtype",
+                         per_target([s for s in NORM_SHAPES if s[0] >= 2], on_simulator=_float64_on_largest),
+                         indirect=["backend"])
+@pytest.mark.parametrize("affine", AFFINE, ids=["gamma-beta", "gamma", "plain"])
+@pytest.mark.parametrize("unbiased", [True, False], ids=["unbiased", "biased"])
+def test_batchnorm(backend, unbiased, affine, shape, dtype, rng):
+    """Training with the running statistics updated, training without them, inference on them,
+    and the backward pass through the batch statistics."""
+    t = backend
+    x, gamma, beta, dy = _norm_data(rng, shape, dtype, mean=3.0)
+    gamma, beta = (gamma if affine[0] else None), (beta if affine[1] else None)
+    rm, rv = rng.standard_normal(shape[1]).astype(dtype), rng.uniform(0.5, 2, shape[1]).astype(dtype)
+    xd, gd, bd = t.put(x), t.put(gamma), t.put(beta)
+    rm_ref, rv_ref = rm.copy(), rv.copy()
+    ref = K.batchnorm_forward(x, gamma, beta, running_mean=rm_ref, running_var=rv_ref, momentum=0.2,
+                              unbiased_running_var=unbiased, backend="numpy")
+    rm_d, rv_d = t.put(rm), t.put(rv)
+    got = K.batchnorm_forward(xd, gd, bd, running_mean=rm_d, running_var=rv_d, momentum=0.2,
+                              unbiased_running_var=unbiased, backend=t.name)
+    _assert_all_close(t, got + (rm_d, rv_d), ref + (rm_ref, rv_ref), dtype)
+    _assert_all_close(t, K.batchnorm_forward(xd, gd, bd, backend=t.name),
+                      K.batchnorm_forward(x, gamma, beta, backend="numpy"), dtype)
+    inference = K.batchnorm_forward(x, gamma, beta, running_mean=rm, running_var=rv, training=False,
+                                    backend="numpy")
+    _assert_all_close(t, K.batchnorm_forward(xd, gd, bd, running_mean=t.put(rm), running_var=t.put(rv),
+                                             training=False, backend=t.name), inference, dtype)
+    mean, rstd = ref[1], ref[2]
+    grads_ref = K.batchnorm_backward(dy, x, gamma, mean, rstd, backend="numpy")
+    got = K.batchnorm_backward(t.put(dy), xd, gd, t.put(mean), t.put(rstd), backend=t.name)
+    _assert_all_close(t, got, grads_ref, dtype)
+    dx = t.empty(shape, dtype)
+    got = K.batchnorm_backward(t.put(dy), xd, gd, t.put(mean), t.put(rstd), dx=dx, need_dbeta=False, backend=t.name)
+    assert got[0] is dx
+    _assert_all_close(t, got, (grads_ref[0], grads_ref[1], None), dtype)
+
+
+# ------------------------------------------------------------------------------------ dropout
+
+@pytest.mark.parametrize("backend, shape, dtype",
+                         per_target([(1, 1), (5, 7), (13, 17), (0, 3), (300, 513)], on_simulator=_float64_on_largest),
+                         indirect=["backend"])
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.9])
+def test_dropout(backend, rate, shape, dtype, rng):
+    """The mask is a pure function of (seed, index) and y, dx one rounding each: the same bits as
+    the reference on every backend."""
+    t = backend
+    x, dy = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    y_ref, mask_ref = K.dropout_forward(x, rate, seed=12345, backend="numpy")
+    y, mask = K.dropout_forward(t.put(x), rate, seed=12345, backend=t.name)
+    np.testing.assert_array_equal(t.get(mask), mask_ref)
+    np.testing.assert_array_equal(t.get(y), y_ref)
+    dx_ref = K.dropout_backward(dy, mask_ref, rate, backend="numpy")
+    np.testing.assert_array_equal(t.get(K.dropout_backward(t.put(dy), mask, rate, backend=t.name)), dx_ref)
+    # in place, over x and over dy
+    x2, dy2 = t.put(x.copy()), t.put(dy.copy())
+    assert K.dropout_forward(x2, rate, seed=12345, out=x2, backend=t.name)[0] is x2
+    np.testing.assert_array_equal(t.get(x2), y_ref)
+    assert K.dropout_backward(dy2, mask, rate, out=dy2, backend=t.name) is dy2
+    np.testing.assert_array_equal(t.get(dy2), dx_ref)

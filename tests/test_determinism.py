@@ -41,6 +41,19 @@ def _run_everything(backend):
         K.adam_update(p, g, m, v, step=t, backend=backend)
     out["p"], out["m"], out["v"] = p, m, v
     out["norm"] = np.float64(K.clip_grad_norm([g, out["dw"].copy()], 1.0, backend=backend))
+    h = x * 3 + 100  # (300, 784): several row chunks, both threads busy
+    gamma, beta = rng.uniform(0.5, 1.5, 784).astype(np.float32), rng.standard_normal(784).astype(np.float32)
+    dh = rng.standard_normal((300, 784), dtype=np.float32)
+    for kind in ("layernorm", "batchnorm"):
+        y, mean, rstd = getattr(K, f"{kind}_forward")(h, gamma, beta, backend=backend)
+        grads = getattr(K, f"{kind}_backward")(dh, h, gamma, mean, rstd, backend=backend)
+        out.update({f"{kind}_{k}": v for k, v in zip(("y", "mean", "rstd", "dx", "dgamma", "dbeta"),
+                                                      (y, mean, rstd) + grads)})
+    rm, rv = np.zeros(784, np.float32), np.ones(784, np.float32)
+    K.batchnorm_forward(h, gamma, beta, running_mean=rm, running_var=rv, backend=backend)
+    out["running_mean"], out["running_var"] = rm, rv
+    out["dropout_y"], out["dropout_mask"] = K.dropout_forward(h, 0.3, seed=99, backend=backend)
+    out["dropout_dx"] = K.dropout_backward(dh, out["dropout_mask"], 0.3, backend=backend)
     return out
 
 

@@ -114,3 +114,56 @@ def test_two_layer_chain_rule_matches_finite_differences(backend, rng):
     _, dw1, db1 = K.linear_backward(dh, x, w1, y=h, activation="relu", need_dx=False, backend=backend)
     for analytic, param in ((dw1, w1), (db1, b1), (dw2, w2), (db2, b2)):
         np.testing.assert_allclose(analytic, numerical_grad(loss, param), rtol=FD_RTOL, atol=FD_ATOL)
+
+
+# ------------------------------------------------------------------- normalization and dropout
+
+def _check_fd(loss, grads, wrt):
+    """Each analytic gradient against central differences of loss() in the array it belongs to."""
+    for g, a in zip(grads, wrt):
+        np.testing.assert_allclose(g, numerical_grad(loss, a), rtol=FD_RTOL, atol=FD_ATOL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+def test_layernorm_backward_matches_finite_differences(backend, affine, rng):
+    x = rng.standard_normal((4, 6)) * 2 + 1
+    gamma, beta = (rng.uniform(0.5, 1.5, 6), rng.standard_normal(6)) if affine else (None, None)
+    r = rng.standard_normal((4, 6))
+
+    def loss():
+        return float(np.sum(K.layernorm_forward(x, gamma, beta, eps=1e-3, backend=backend)[0] * r))
+
+    _, mean, rstd = K.layernorm_forward(x, gamma, beta, eps=1e-3, backend=backend)
+    dx, dgamma, dbeta = K.layernorm_backward(r, x, gamma, mean, rstd, backend=backend)
+    _check_fd(loss, (dx, dgamma, dbeta) if affine else (dx,), (x, gamma, beta) if affine else (x,))
+    np.testing.assert_allclose(dbeta, r.sum(axis=0), rtol=1e-12)  # (no beta: still the sum of dy)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+def test_batchnorm_backward_matches_finite_differences(backend, affine, rng):
+    """The gradient through the batch statistics (training), 70 rows: across one chunk boundary."""
+    x = rng.standard_normal((70, 3)) * 2 + 5
+    gamma, beta = (rng.uniform(0.5, 1.5, 3), rng.standard_normal(3)) if affine else (None, None)
+    r = rng.standard_normal((70, 3))
+
+    def loss():
+        return float(np.sum(K.batchnorm_forward(x, gamma, beta, eps=1e-3, backend=backend)[0] * r))
+
+    _, mean, rstd = K.batchnorm_forward(x, gamma, beta, eps=1e-3, backend=backend)
+    dx, dgamma, dbeta = K.batchnorm_backward(r, x, gamma, mean, rstd, backend=backend)
+    _check_fd(loss, (dx, dgamma, dbeta) if affine else (dx,), (x, gamma, beta) if affine else (x,))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dropout_backward_matches_finite_differences(backend, rng):
+    x = rng.standard_normal((5, 7))
+    r = rng.standard_normal((5, 7))
+
+    def loss():
+        return float(np.sum(K.dropout_forward(x, 0.4, seed=3, backend=backend)[0] * r))
+
+    _, mask = K.dropout_forward(x, 0.4, seed=3, backend=backend)
+    assert 0 < mask.sum() < mask.size
+    _check_fd(loss, (K.dropout_backward(r, mask, 0.4, backend=backend),), (x,))

@@ -23,11 +23,14 @@ def compile_formulas(jit, name: str) -> types.ModuleType:
 
     ``float(x)`` in a formula means a conversion to float64 (as in Python and in the Cython
     translation); Numba types ``float()`` of a float32 as float32, so the compiled copies call
-    ``numba.float64`` instead."""
+    ``numba.float64`` instead. The 64-bit word constants (``BITS_CONSTANTS``) become ``uint64``
+    (a Python int below 2^63 would be typed int64, and int64 op uint64 is float64 in Numba)."""
+    import numpy as np
     from numba import float64
 
     module = types.ModuleType(name, f"fastbp.formulas compiled by {jit!r}")
     namespace = dict(vars(_source))  # constants and math; the formulas are replaced below
+    namespace.update({c: np.uint64(getattr(_source, c)) for c in _source.BITS_CONSTANTS})
     namespace["float"] = jit(types.FunctionType(_to_float64.__code__, {"float64": float64}, "float"))
     for fname in _source.__all__:
         fn = getattr(_source, fname)
@@ -38,5 +41,5 @@ def compile_formulas(jit, name: str) -> types.ModuleType:
         setattr(module, fname, compiled)
     for cname, value in vars(_source).items():  # constants (upper case) travel along
         if cname.isupper():
-            setattr(module, cname, value)
+            setattr(module, cname, namespace[cname])
     return module

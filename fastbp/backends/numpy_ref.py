@@ -248,3 +248,111 @@ def clip_value_(arrays, clip):
     """a = clamp(a, -clip, clip) for every array."""
     for a in arrays:
         np.clip(a, -clip, clip, out=a)
+
+
+# ----------------------------------------------------------------------------- normalization
+
+def _moments(x, axis):
+    """(mean, biased variance) of x along ``axis`` in float64, by two passes (no E[x^2] - E[x]^2)."""
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=axis)
+    dev = x64 - np.expand_dims(mean, axis)
+    return mean, (dev * dev).mean(axis=axis)
+
+
+def _affine(xhat, gamma, beta):
+    """xhat gamma + beta (either may be None: 1 and 0)."""
+    if gamma is not None:
+        xhat = xhat * gamma
+    if beta is not None:
+        xhat = xhat + beta
+    return xhat
+
+
+def layernorm_forward(x, gamma, beta, eps, y, mean, rstd):
+    """Per row i: mean_i, var_i = biased variance;  rstd_i = 1 / sqrt(var_i + eps);
+    y = (x - mean_i) rstd_i gamma + beta."""
+    mu, var = _moments(x, 1)
+    r = 1.0 / np.sqrt(var + eps)
+    y[...] = _affine((x - mu[:, None]) * r[:, None], gamma, beta)
+    mean[...] = mu
+    rstd[...] = r
+
+
+def layernorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    """xhat = (x - mean_i) rstd_i;  g = dy gamma;  dx = rstd_i (g - mean_j(g) - xhat mean_j(g xhat));
+    dgamma = sum_i dy xhat;  dbeta = sum_i dy."""
+    dy64 = dy.astype(np.float64)
+    r = rstd.astype(np.float64)[:, None]
+    xhat = (x - mean.astype(np.float64)[:, None]) * r
+    g = dy64 * gamma if gamma is not None else dy64
+    if dx is not None:
+        dx[...] = r * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    if dgamma is not None:
+        dgamma[...] = (dy64 * xhat).sum(axis=0)
+    if dbeta is not None:
+        dbeta[...] = dy64.sum(axis=0)
+
+
+def batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, training, unbiased, y, mean, rstd):
+    """Per column j. Training: the batch's mean_j and biased var_j normalize, and the running
+    statistics (when given) become (1 - momentum) running + momentum stat, with the unbiased
+    variance var_j n / (n - 1) (``unbiased``, PyTorch) or var_j (Keras). Otherwise the running
+    statistics normalize. rstd_j = 1 / sqrt(var_j + eps);  y = (x - mean_j) rstd_j gamma + beta."""
+    if training:
+        mu, var = _moments(x, 0)
+        if running_mean is not None:
+            n = x.shape[0]
+            running_mean[...] = (1.0 - momentum) * running_mean.astype(np.float64) + momentum * mu
+            running_var[...] = ((1.0 - momentum) * running_var.astype(np.float64)
+                                + momentum * (var * n / (n - 1) if unbiased else var))
+    else:
+        mu, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+    r = 1.0 / np.sqrt(var + eps)
+    y[...] = _affine((x - mu) * r, gamma, beta)
+    mean[...] = mu
+    rstd[...] = r
+
+
+def batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    """The gradient through the batch statistics (training): xhat = (x - mean_j) rstd_j;
+    dbeta = sum_i dy;  dgamma = sum_i dy xhat;  dx = gamma_j rstd_j (dy - dbeta / n - xhat dgamma / n)."""
+    dy64 = dy.astype(np.float64)
+    r = rstd.astype(np.float64)
+    xhat = (x - mean.astype(np.float64)) * r
+    sum_dy = dy64.sum(axis=0)
+    sum_dy_xhat = (dy64 * xhat).sum(axis=0)
+    if dx is not None:
+        n = x.shape[0]
+        scale = r * gamma if gamma is not None else r
+        dx[...] = scale * (dy64 - sum_dy / n - xhat * (sum_dy_xhat / n))
+    if dgamma is not None:
+        dgamma[...] = sum_dy_xhat
+    if dbeta is not None:
+        dbeta[...] = sum_dy
+
+
+# ------------------------------------------------------------------------------------ dropout
+
+def dropout_mask(size, key, threshold):
+    """keep_i = top 32 bits of SplitMix64's mix(key + i gamma) >= threshold, i = 0 .. size - 1
+    (uint64 arithmetic wraps modulo 2^64), as a bool array."""
+    from ..formulas import GOLDEN_GAMMA, MIX64_M1, MIX64_M2
+
+    z = np.uint64(key) + np.arange(size, dtype=np.uint64) * np.uint64(GOLDEN_GAMMA)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX64_M1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX64_M2)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(32)) >= np.uint64(threshold)
+
+
+def dropout_forward(x, key, threshold, scale, y, mask):
+    """mask = the kept elements (1) of x.ravel() in order;  y = x scale where kept, x 0 where dropped."""
+    keep = dropout_mask(x.size, key, threshold).reshape(x.shape)
+    mask[...] = keep
+    y[...] = np.where(keep, x * scale, x * 0)
+
+
+def dropout_backward(dy, mask, scale, dx):
+    """dx = dy scale where kept, dy 0 where dropped."""
+    dx[...] = np.where(mask != 0, dy * scale, dy * 0)

@@ -32,6 +32,9 @@ MSE_CHUNK = 1 << 14
 CHUNK = 1 << 14
 #: elementwise work (elements) below which a kernel runs on the calling thread (no parallel launch)
 SERIAL_ELEMENTS = 1 << 15
+#: rows per chunk of the normalization kernels' column reductions (batch statistics merged by
+#: Chan's formula chunk by chunk, and the gamma/beta gradients' column sums)
+NORM_ROWS = 64
 #: rows gathered per parallel chunk of a training batch (fewer than two chunks: one thread)
 GATHER_ROWS = 32
 

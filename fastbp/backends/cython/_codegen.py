@@ -7,8 +7,9 @@ fastbp.backends.cython._codegen`` does it by hand). The translation works on the
 
 * ``def f(a: Real, b: Elem) -> Elem`` becomes ``cdef inline floating f(double a, floating b)
   noexcept nogil`` (``Real``: double, ``Elem``: the fused ``floating``, ``Code``: int, ``bool``:
-  bint, ``tuple[...]``: a C tuple); local variables are declared with the function's precision
-  (``floating`` when any argument is ``Elem``, else ``double``);
+  bint, ``Bits``: uint64_t, ``tuple[...]``: a C tuple); local variables are declared with the
+  function's precision (``floating`` when any argument is ``Elem``, ``uint64_t`` when every
+  argument is ``Bits``, else ``double``); the bitwise operators are allowed on ``Bits`` only;
 * ``math.f(x)`` becomes libc's ``f(x)`` (``math.sqrt``: ``sqrtf`` for float, ``sqrt`` for
   double, as Numba compiles it); functions of ``Elem`` arguments may call no other ``math``
   function (Numba would evaluate it in float32, C in double: the backends would drift);
@@ -33,7 +34,8 @@ OUTPUT = Path(__file__).resolve().parent / "_formulas.pxd"
 #: the files the generated code depends on (their digest is built into the extension)
 SOURCES = ("activations.py", "formulas.py", "backends/cython/_codegen.py")
 
-_TYPES = {"Real": "double", "Elem": "floating", "Code": "int", "bool": "bint", "int": "int", "float": "double"}
+_TYPES = {"Real": "double", "Elem": "floating", "Code": "int", "bool": "bint", "int": "int", "float": "double",
+          "Bits": "uint64_t"}
 _LIBC = {"exp", "log", "log1p", "tanh", "erf", "pow"}
 
 
@@ -86,8 +88,8 @@ def _ctype(node, where) -> str:
 class _Rewrite(ast.NodeTransformer):
     """math.f -> f, float(x) -> fb_double(x), abs -> fabs; refuse what is outside the subset."""
 
-    def __init__(self, name, formulas, constants, elem):
-        self.name, self.formulas, self.constants, self.elem = name, formulas, constants, elem
+    def __init__(self, name, formulas, constants, elem, bits=False):
+        self.name, self.formulas, self.constants, self.elem, self.bits = name, formulas, constants, elem, bits
 
     def _fail(self, node, what):
         raise FormulaError(f"formula {self.name} (line {node.lineno}): {what}: {ast.unparse(node)}")
@@ -126,6 +128,9 @@ class _Rewrite(ast.NodeTransformer):
             self._fail(node, f"{type(node).__name__} is outside the formula subset")
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Pow, ast.FloorDiv, ast.Mod, ast.MatMult)):
             self._fail(node, "** // % @ (C and Python disagree or it is slow)")
+        if (isinstance(node, ast.BinOp) and isinstance(node.op, (ast.LShift, ast.RShift, ast.BitAnd, ast.BitOr,
+                                                                 ast.BitXor)) and not self.bits):
+            self._fail(node, "a bitwise operator in a formula whose arguments are not all Bits")
         if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str)):
             self._fail(node, "a constant that is not a number")
         return super().generic_visit(node)
@@ -144,6 +149,7 @@ def _function(node: ast.FunctionDef, formulas, constants) -> str:
         raise FormulaError(f"{where}: no return annotation")
     ret = _ctype(node.returns, f"{where}, return")
     elem = any(c == "floating" for _, c in params)
+    bits = all(c == "uint64_t" for _, c in params)
     if "floating" in ret and not elem:
         raise FormulaError(f"{where}: returns Elem without an Elem argument")
     body = list(node.body)
@@ -159,13 +165,13 @@ def _function(node: ast.FunctionDef, formulas, constants) -> str:
                     raise FormulaError(f"{where} (line {stmt.lineno}): assign to plain names only")
                 if target.id not in names and target.id not in local:
                     local.append(target.id)
-    rewrite = _Rewrite(node.name, formulas, constants, elem)
+    rewrite = _Rewrite(node.name, formulas, constants, elem, bits)
     body = [rewrite.visit(stmt) for stmt in body]
     lines = [f"cdef inline {ret} {node.name}({', '.join(f'{c} {a}' for a, c in params)}) noexcept nogil:"]
     if doc:
         lines.append(f'    """{" ".join(doc.split())}"""')
     if local:
-        lines.append(f"    cdef {'floating' if elem else 'double'} {', '.join(local)}")
+        lines.append(f"    cdef {'floating' if elem else 'uint64_t' if bits else 'double'} {', '.join(local)}")
     for stmt in body:
         lines += ["    " + line for line in ast.unparse(stmt).splitlines()]
     return "\n".join(lines)
@@ -180,11 +186,13 @@ def generate(package: Path = PACKAGE) -> str:
     if missing:
         raise FormulaError(f"fastbp.formulas.__all__ names {missing}, which are not functions of the module")
     constants = {k: v for k, v in vars(formulas).items() if k.isupper() and isinstance(v, (int, float))}
+    words = {k: constants[k] for k in formulas.BITS_CONSTANTS}
     codes = sorted((a.code, a.name.upper()) for a in activations.BY_CODE.values())
     out = [
         "# Generated by fastbp/backends/cython/_codegen.py from fastbp/formulas.py: do not edit.",
         "# cython: language_level=3",
         "from libc.math cimport erf, exp, fabs, log, log1p, pow, sqrt, sqrtf, tanh",
+        "from libc.stdint cimport uint64_t",
         "",
         "ctypedef fused floating:",
         "    float",
@@ -198,9 +206,11 @@ def generate(package: Path = PACKAGE) -> str:
         '    """',
         f'    #define FASTBP_FORMULAS_DIGEST "{sources_digest(package)}"',
         *[f"    #define FASTBP_{k} {v!r}" for k, v in constants.items() if isinstance(v, float)],
+        *[f"    #define FASTBP_{k} {v:#x}ULL" for k, v in words.items()],
         '    """',
         '    const char* FORMULAS_DIGEST "FASTBP_FORMULAS_DIGEST"',
         *[f'    const double {k} "FASTBP_{k}"' for k, v in constants.items() if isinstance(v, float)],
+        *[f'    const uint64_t {k} "FASTBP_{k}"' for k in words],
         "",
         "",
         "cdef inline double fb_double(double x) noexcept nogil:",

@@ -12,6 +12,8 @@ from ...formulas import nan_max
 from .._cpu import threads as _threads
 from .._cpu.openblas import blas_pin as _blas_pin
 from . import dispatch as _d
+from . import dropout as _drop
+from . import normalization as _norm
 from . import optim as _opt
 from ._blas import BLAS_IS_PRIVATE, BLAS_SOURCE  # noqa: F401  (what fastbp info reports)
 
@@ -107,3 +109,29 @@ def scale_(arrays, factor):
 def clip_value_(arrays, clip):
     for a in arrays:
         _opt.clip_value_(a, clip)
+
+
+def layernorm_forward(x, gamma, beta, eps, y, mean, rstd):
+    _norm.layernorm_forward(x, gamma, beta, eps, y, mean, rstd)
+
+
+def layernorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    _norm.layernorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
+
+
+def batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, training, unbiased, y, mean, rstd):
+    _norm.batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, training, unbiased, y, mean,
+                            rstd)
+
+
+def batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    _norm.batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
+
+
+def dropout_forward(x, key, threshold, scale, y, mask):
+    _drop.dropout_forward(x.reshape(-1), np.uint64(key), np.uint64(threshold), scale, y.reshape(-1),
+                          mask.reshape(-1))
+
+
+def dropout_backward(dy, mask, scale, dx):
+    _drop.dropout_backward(dy.reshape(-1), mask.reshape(-1), scale, dx.reshape(-1))

@@ -1,0 +1,317 @@
+"""Normalization kernels: layer normalization (statistics of each row) and batch normalization
+(of each column), forward and backward.
+
+Statistics and sums are float64. A row's statistics take two passes over the row (mean, then the
+squared deviations from it: no E[x^2] - E[x]^2), which stays in cache. A column's statistics are
+merged from fixed chunks of NORM_ROWS rows, each chunk's (mean, M2) by two passes over the chunk
+while it is in cache, the chunks combined in order by Chan's formula: one pass over x. Column
+sums (dgamma, dbeta) add fixed chunks of rows in order. Everything depends on the shape only:
+the same bits on any thread count. gamma and beta arrive as float64 arrays (ones and zeros when
+absent, see :func:`affine`), so no optional value reaches a parallel loop.
+"""
+import numpy as np
+from numba import float64, njit, prange
+
+from .._cpu.tiling import NORM_ROWS, SERIAL_ELEMENTS
+from ._formulas import F
+
+
+@njit(cache=True)
+def affine(gamma, beta, n):
+    """(gamma, beta) as float64 arrays of n elements: ones and zeros where absent (None)."""
+    g = np.ones(n, np.float64)
+    b = np.zeros(n, np.float64)
+    if gamma is not None:
+        for j in range(n):
+            g[j] = gamma[j]
+    if beta is not None:
+        for j in range(n):
+            b[j] = beta[j]
+    return g, b
+
+
+# --------------------------------------------------------------------------- layer normalization
+
+@njit(cache=True, inline="always")
+def _layernorm_row(x, g, b, eps, y, mean, rstd, i):
+    n = x.shape[1]
+    s = 0.0
+    for j in range(n):
+        s += float64(x[i, j])
+    mu = s / n
+    q = 0.0
+    for j in range(n):
+        d = float64(x[i, j]) - mu
+        q += d * d
+    r = F.inverse_std(q / n, eps)
+    for j in range(n):
+        y[i, j] = F.normalize(x[i, j], mu, r, g[j], b[j])
+    mean[i] = mu
+    rstd[i] = r
+
+
+@njit(cache=True, parallel=True)
+def _layernorm_forward_parallel(x, g, b, eps, y, mean, rstd):
+    for i in prange(x.shape[0]):
+        _layernorm_row(x, g, b, eps, y, mean, rstd, i)
+
+
+@njit(cache=True)
+def layernorm_forward(x, gamma, beta, eps, y, mean, rstd):
+    """Per row i: mean_i, var_i (biased), rstd_i = 1 / sqrt(var_i + eps),
+    y = (x - mean_i) rstd_i gamma + beta; gamma, beta may be None."""
+    g, b = affine(gamma, beta, x.shape[1])
+    if x.size >= SERIAL_ELEMENTS:
+        _layernorm_forward_parallel(x, g, b, eps, y, mean, rstd)
+    else:
+        for i in range(x.shape[0]):
+            _layernorm_row(x, g, b, eps, y, mean, rstd, i)
+
+
+@njit(cache=True, inline="always")
+def _layernorm_backward_chunk(dy, x, g, mean, rstd, dx, want_dx, part_g, part_b, c):
+    """Rows [c NORM_ROWS, ...) of dx, and their column sums of dy xhat and dy into part_g[c],
+    part_b[c]."""
+    m, n = x.shape
+    pg, pb = part_g[c], part_b[c]
+    for j in range(n):
+        pg[j] = 0.0
+        pb[j] = 0.0
+    for i in range(c * NORM_ROWS, min(m, (c + 1) * NORM_ROWS)):
+        mu = float64(mean[i])
+        r = float64(rstd[i])
+        a = 0.0
+        t = 0.0
+        for j in range(n):
+            d = float64(dy[i, j])
+            xh = F.standardize(x[i, j], mu, r)
+            pg[j] += d * xh
+            pb[j] += d
+            gj = d * g[j]
+            a += gj
+            t += gj * xh
+        if want_dx:
+            a /= n
+            t /= n
+            for j in range(n):
+                dx[i, j] = F.normalize_grad(float64(dy[i, j]) * g[j], F.standardize(x[i, j], mu, r), r, a, t)
+
+
+@njit(cache=True, parallel=True)
+def _layernorm_backward_parallel(dy, x, g, mean, rstd, dx, want_dx, part_g, part_b):
+    for c in prange(part_g.shape[0]):
+        _layernorm_backward_chunk(dy, x, g, mean, rstd, dx, want_dx, part_g, part_b, c)
+
+
+@njit(cache=True)
+def column_sums(part, out):
+    """out[j] = sum over chunks c of part[c, j], in chunk order."""
+    for j in range(out.shape[0]):
+        total = 0.0
+        for c in range(part.shape[0]):
+            total += part[c, j]
+        out[j] = total
+
+
+@njit(cache=True)
+def layernorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    """dx = rstd_i (g - mean_j(g) - xhat mean_j(g xhat)), g = dy gamma; dgamma = sum_i dy xhat;
+    dbeta = sum_i dy. gamma, dx, dgamma, dbeta may be None."""
+    m, n = x.shape
+    g, _ = affine(gamma, None, n)
+    chunks = -(-m // NORM_ROWS)
+    part_g = np.empty((chunks, n), np.float64)
+    part_b = np.empty((chunks, n), np.float64)
+    want_dx = dx is not None
+    work = dx if dx is not None else np.empty((0, n), x.dtype)
+    if x.size >= SERIAL_ELEMENTS:
+        _layernorm_backward_parallel(dy, x, g, mean, rstd, work, want_dx, part_g, part_b)
+    else:
+        for c in range(chunks):
+            _layernorm_backward_chunk(dy, x, g, mean, rstd, work, want_dx, part_g, part_b, c)
+    if dgamma is not None:
+        column_sums(part_g, dgamma)
+    if dbeta is not None:
+        column_sums(part_b, dbeta)
+
+
+# --------------------------------------------------------------------------- batch normalization
+
+@njit(cache=True, inline="always")
+def _chunk_moments(x, c, cmean, cm2):
+    """cmean[c, j], cm2[c, j]: the mean and M2 of column j over rows [c NORM_ROWS, ...), by two
+    passes over those rows."""
+    m, n = x.shape
+    r0, r1 = c * NORM_ROWS, min(m, (c + 1) * NORM_ROWS)
+    mu, q = cmean[c], cm2[c]
+    for j in range(n):
+        mu[j] = 0.0
+        q[j] = 0.0
+    for i in range(r0, r1):
+        for j in range(n):
+            mu[j] += float64(x[i, j])
+    for j in range(n):
+        mu[j] /= r1 - r0
+    for i in range(r0, r1):
+        for j in range(n):
+            d = float64(x[i, j]) - mu[j]
+            q[j] += d * d
+
+
+@njit(cache=True, parallel=True)
+def _chunk_moments_parallel(x, cmean, cm2):
+    for c in prange(cmean.shape[0]):
+        _chunk_moments(x, c, cmean, cm2)
+
+
+@njit(cache=True)
+def batch_moments(x, mean, m2):
+    """mean[j] and M2[j] (sum of squared deviations) of each column of x, float64: the chunks'
+    moments merged in chunk order by Chan's formula."""
+    m, n = x.shape
+    chunks = -(-m // NORM_ROWS)
+    cmean = np.empty((chunks, n), np.float64)
+    cm2 = np.empty((chunks, n), np.float64)
+    if x.size >= SERIAL_ELEMENTS:
+        _chunk_moments_parallel(x, cmean, cm2)
+    else:
+        for c in range(chunks):
+            _chunk_moments(x, c, cmean, cm2)
+    for j in range(n):
+        count = 0.0
+        mu = 0.0
+        q = 0.0
+        for c in range(chunks):
+            rows = float64(min(m, (c + 1) * NORM_ROWS) - c * NORM_ROWS)
+            mu, q = F.chan_merge(count, mu, q, rows, cmean[c, j], cm2[c, j])
+            count += rows
+        mean[j] = mu
+        m2[j] = q
+
+
+@njit(cache=True, inline="always")
+def _normalize_rows(x, mean, rstd, g, b, y, r0, r1):
+    """y[i, j] = (x[i, j] - mean[j]) rstd[j] g[j] + b[j] for rows [r0, r1)."""
+    for i in range(r0, r1):
+        for j in range(x.shape[1]):
+            y[i, j] = F.normalize(x[i, j], mean[j], rstd[j], g[j], b[j])
+
+
+@njit(cache=True, parallel=True)
+def _normalize_parallel(x, mean, rstd, g, b, y):
+    m = x.shape[0]
+    for c in prange(-(-m // NORM_ROWS)):
+        _normalize_rows(x, mean, rstd, g, b, y, c * NORM_ROWS, min(m, (c + 1) * NORM_ROWS))
+
+
+@njit(cache=True)
+def batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, training, unbiased, y, mean,
+                      rstd):
+    """Training: the batch's mean_j and biased var_j (running statistics updated when given:
+    (1 - momentum) running + momentum stat, the variance unbiased, M2 / (n - 1), when
+    ``unbiased``); otherwise the running statistics. rstd_j = 1 / sqrt(var_j + eps),
+    y = (x - mean_j) rstd_j gamma + beta. gamma, beta, running_mean, running_var may be None."""
+    m, n = x.shape
+    g, b = affine(gamma, beta, n)
+    mu = np.empty(n, np.float64)
+    r = np.empty(n, np.float64)
+    if training:
+        q = np.empty(n, np.float64)
+        batch_moments(x, mu, q)
+        for j in range(n):
+            r[j] = F.inverse_std(q[j] / m, eps)
+        if running_mean is not None and running_var is not None:
+            for j in range(n):
+                var = q[j] / (m - 1) if unbiased else q[j] / m
+                running_mean[j] = F.running_update(running_mean[j], mu[j], momentum)
+                running_var[j] = F.running_update(running_var[j], var, momentum)
+    elif running_mean is not None and running_var is not None:
+        for j in range(n):
+            mu[j] = running_mean[j]
+            r[j] = F.inverse_std(float64(running_var[j]), eps)
+    if x.size >= SERIAL_ELEMENTS:
+        _normalize_parallel(x, mu, r, g, b, y)
+    else:
+        _normalize_rows(x, mu, r, g, b, y, 0, m)
+    for j in range(n):
+        mean[j] = mu[j]
+        rstd[j] = r[j]
+
+
+@njit(cache=True, inline="always")
+def _batchnorm_sums_chunk(dy, x, mean, rstd, part_dy, part_dyx, c):
+    """part_dy[c, j], part_dyx[c, j]: sums of dy and dy xhat over rows [c NORM_ROWS, ...)."""
+    m, n = x.shape
+    pd, px = part_dy[c], part_dyx[c]
+    for j in range(n):
+        pd[j] = 0.0
+        px[j] = 0.0
+    for i in range(c * NORM_ROWS, min(m, (c + 1) * NORM_ROWS)):
+        for j in range(n):
+            d = float64(dy[i, j])
+            pd[j] += d
+            px[j] += d * F.standardize(x[i, j], mean[j], rstd[j])
+
+
+@njit(cache=True, parallel=True)
+def _batchnorm_sums_parallel(dy, x, mean, rstd, part_dy, part_dyx):
+    for c in prange(part_dy.shape[0]):
+        _batchnorm_sums_chunk(dy, x, mean, rstd, part_dy, part_dyx, c)
+
+
+@njit(cache=True, inline="always")
+def _batchnorm_dx_rows(dy, x, mean, rstd, scale, mean_dy, mean_dyx, dx, r0, r1):
+    for i in range(r0, r1):
+        for j in range(x.shape[1]):
+            dx[i, j] = F.normalize_grad(dy[i, j], F.standardize(x[i, j], mean[j], rstd[j]), scale[j], mean_dy[j],
+                                        mean_dyx[j])
+
+
+@njit(cache=True, parallel=True)
+def _batchnorm_dx_parallel(dy, x, mean, rstd, scale, mean_dy, mean_dyx, dx):
+    m = x.shape[0]
+    for c in prange(-(-m // NORM_ROWS)):
+        _batchnorm_dx_rows(dy, x, mean, rstd, scale, mean_dy, mean_dyx, dx, c * NORM_ROWS,
+                           min(m, (c + 1) * NORM_ROWS))
+
+
+@njit(cache=True)
+def batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    """dbeta = sum_i dy; dgamma = sum_i dy xhat; dx = gamma_j rstd_j (dy - dbeta / n - xhat
+    dgamma / n). gamma, dx, dgamma, dbeta may be None."""
+    m, n = x.shape
+    g, _ = affine(gamma, None, n)
+    mu = np.empty(n, np.float64)
+    r = np.empty(n, np.float64)
+    for j in range(n):
+        mu[j] = mean[j]
+        r[j] = rstd[j]
+    chunks = -(-m // NORM_ROWS)
+    part_dy = np.empty((chunks, n), np.float64)
+    part_dyx = np.empty((chunks, n), np.float64)
+    parallel = x.size >= SERIAL_ELEMENTS
+    if parallel:
+        _batchnorm_sums_parallel(dy, x, mu, r, part_dy, part_dyx)
+    else:
+        for c in range(chunks):
+            _batchnorm_sums_chunk(dy, x, mu, r, part_dy, part_dyx, c)
+    sum_dy = np.empty(n, np.float64)
+    sum_dyx = np.empty(n, np.float64)
+    column_sums(part_dy, sum_dy)
+    column_sums(part_dyx, sum_dyx)
+    if dgamma is not None:
+        for j in range(n):
+            dgamma[j] = sum_dyx[j]
+    if dbeta is not None:
+        for j in range(n):
+            dbeta[j] = sum_dy[j]
+    if dx is not None and m > 0:
+        scale = np.empty(n, np.float64)
+        for j in range(n):
+            scale[j] = g[j] * r[j]
+            sum_dy[j] /= m
+            sum_dyx[j] /= m
+        if parallel:
+            _batchnorm_dx_parallel(dy, x, mu, r, scale, sum_dy, sum_dyx, dx)
+        else:
+            _batchnorm_dx_rows(dy, x, mu, r, scale, sum_dy, sum_dyx, dx, 0, m)
