@@ -40,7 +40,7 @@ def _openmp_flags(compiler_type: str, platform: str):
 
 
 #: kernel modules also built for AVX2 + FMA on x86-64 (chosen at import when the CPU has both)
-SIMD_MODULES = ("_elementwise", "_linear")
+SIMD_MODULES = ("_elementwise", "_linear", "_normalization", "_dropout")
 SIMD_SUFFIX = "_avx2"
 _SIMD_FLAGS = {"msvc": ["/arch:AVX2"]}  # gcc and clang: -mavx2 -mfma
 _X86_64 = platform.machine().lower() in ("x86_64", "amd64")

@@ -40,6 +40,9 @@ f = np.float32
 x, w, b = rng.random((32, 784), f), rng.random((784, 128), f) * 0.01, np.zeros(128, f)
 y = rng.random((32, 128), f); z = rng.random((32, 10), f); labels = rng.integers(0, 10, 32)
 p, g, m, v = (rng.random(101770, f) for _ in range(4))
+gamma, beta, dy = np.ones(128, f), np.zeros(128, f), rng.random((32, 128), f)
+mean, rstd = np.zeros(32, f), np.ones(32, f)
+mask = (y > 0.5).astype(np.uint8)
 """
 KERNELS = {
     "linear_forward": "K.linear_forward(x, w, b, 'relu')",
@@ -54,6 +57,12 @@ KERNELS = {
     "rmsprop_update": "K.rmsprop_update(p, g, m)",
     "clip_grad_norm": "K.clip_grad_norm([g], 1.0)",
     "clip_grad_value": "K.clip_grad_value([g], 1.0)",
+    "layernorm_forward": "K.layernorm_forward(y, gamma, beta)",
+    "layernorm_backward": "K.layernorm_backward(dy, y, gamma, mean, rstd)",
+    "batchnorm_forward": "K.batchnorm_forward(y, gamma, beta)",
+    "batchnorm_backward": "K.batchnorm_backward(dy, y, gamma, beta, gamma)",
+    "dropout_forward": "K.dropout_forward(y, 0.2, seed=1)",
+    "dropout_backward": "K.dropout_backward(dy, mask, 0.2)",
 }
 TOGETHER = ("linear_forward", "linear_backward", "softmax_cross_entropy", "adam_update")
 

@@ -39,6 +39,16 @@ def run_every_kernel(backend: str | None = None, dtypes=(np.float32, np.float64)
             K.softmax_cross_entropy(z, np.full_like(z, 1 / n_out), backend=backend)
             K.mse_loss(y, z, backend=backend)
             K.mse_loss(y, z, need_grad=False, backend=backend)
+            gamma, beta = np.ones(n_in, dtype), np.zeros(n_in, dtype)
+            for kind in ("layernorm", "batchnorm"):
+                for affine in ((gamma, beta), (None, None)):
+                    h, mean, rstd = getattr(K, f"{kind}_forward")(x, *affine, backend=backend)
+                    getattr(K, f"{kind}_backward")(x, x, affine[0], mean, rstd, backend=backend)
+            K.batchnorm_forward(x, gamma, beta, running_mean=np.zeros(n_in, dtype), running_var=np.ones(n_in, dtype),
+                                backend=backend)
+            K.batchnorm_forward(x, gamma, beta, running_mean=mean, running_var=rstd, training=False, backend=backend)
+            h, mask = K.dropout_forward(x, 0.5, seed=0, backend=backend)
+            K.dropout_backward(h, mask, 0.5, backend=backend)
         for n in _VECTOR_SIZES:
             p, g = np.ones(n, dtype), np.full(n, 0.1, dtype)
             s1, s2, s3 = (np.zeros(n, dtype) for _ in range(3))

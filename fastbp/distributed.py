@@ -182,8 +182,11 @@ class DataParallel:
     # ------------------------------------------------------------------------ model state
 
     def broadcast_state(self, model, position):
-        """Rank 0's weights, optimizer state, random state and training position on every rank."""
+        """Rank 0's weights (trainable and not), optimizer state, random state and training position
+        on every rank."""
         self.comm.Bcast(model.params, root=0)
+        if model.state.size:
+            self.comm.Bcast(model.state, root=0)
         opt = model.optimizer
         if len(opt._state) != opt._slots():
             opt.build(model.params)

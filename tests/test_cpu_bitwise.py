@@ -197,3 +197,41 @@ def test_elementwise_losses(kernel, grad_name, shape, dtype, rng):
         if _differ(g1, g2):
             problems.append(f"{grad_name}: {_differ(g1, g2)}")
         assert not problems, f"{kernel}{' in place' if in_place else ''}: " + "; ".join(problems)
+
+
+#: (batch, features): one serial row, under a chunk, a chunk and one row, the MNIST MLP's hidden
+#: layers at batch 128 (parallel), many chunks
+NORM_SHAPES = [(1, 5), (63, 17), (65, 33), (128, 512), (1000, 100)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", NORM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("kind", ["layernorm", "batchnorm"])
+def test_normalization(kind, shape, dtype, rng):
+    """Forward (with the running statistics for batch norm) and backward, with and without gamma
+    and beta: every output the same bits (no transcendental function is involved)."""
+    x = (rng.standard_normal(shape) * 3 + 50).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    gamma, beta = rng.uniform(0.5, 1.5, shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    for affine in ((gamma, beta), (None, None)):
+        def run(be):
+            extra = {}
+            if kind == "batchnorm" and shape[0] > 1:
+                extra = {"running_mean": np.zeros(shape[1], dtype), "running_var": np.ones(shape[1], dtype)}
+            y, mean, rstd = getattr(K, f"{kind}_forward")(x, *affine, **extra, backend=be)
+            grads = getattr(K, f"{kind}_backward")(dy, x, affine[0], mean, rstd, backend=be)
+            return [y, mean, rstd, *extra.values(), *(g for g in grads if g is not None)]
+        for a, b in zip(*_both(run)):
+            assert not _differ(a, b), f"{kind} {shape}: {_differ(a, b)}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", SIZES)
+def test_dropout(size, dtype, rng):
+    x = rng.standard_normal(size).astype(dtype)
+
+    def run(be):
+        y, mask = K.dropout_forward(x, 0.3, seed=11, backend=be)
+        return y, mask, K.dropout_backward(x, mask, 0.3, backend=be)
+    for a, b in zip(*_both(run)):
+        assert not _differ(a, b), f"dropout {size}: {_differ(a, b)}"

@@ -186,6 +186,8 @@ _LEAK = textwrap.dedent("""
     labels = rng.integers(0, 24, 16)
     p, g = f(1000), f(1000)
     m, v, vel, sq = (np.zeros(1000, np.float32) for _ in range(4))
+    mask = (y > 0.5).astype(np.uint8)
+    row_mean, row_rstd = y[:, 0].copy(), y[:, 1] + 1
     calls = {
         "linear_forward": lambda: K.linear_forward(x, w, b, "relu", backend=backend),
         "linear_backward": lambda: K.linear_backward(dy, x, w, y=y, activation="relu", backend=backend),
@@ -199,6 +201,12 @@ _LEAK = textwrap.dedent("""
         "rmsprop_update": lambda: K.rmsprop_update(p, g, sq, lr=1e-9, backend=backend),
         "clip_grad_norm": lambda: K.clip_grad_norm([g], 1e9, backend=backend),
         "clip_grad_value": lambda: K.clip_grad_value([g], 1e9, backend=backend),
+        "layernorm_forward": lambda: K.layernorm_forward(dy, b, b, backend=backend),
+        "layernorm_backward": lambda: K.layernorm_backward(dy, y, b, row_mean, row_rstd, backend=backend),
+        "batchnorm_forward": lambda: K.batchnorm_forward(dy, b, b, backend=backend),
+        "batchnorm_backward": lambda: K.batchnorm_backward(dy, y, b, b, np.abs(b), backend=backend),
+        "dropout_forward": lambda: K.dropout_forward(dy, 0.3, seed=1, backend=backend),
+        "dropout_backward": lambda: K.dropout_backward(dy, mask, 0.3, backend=backend),
         "hostile call": lambda: K.linear_forward(x, w[:-1], backend=backend),
     }
     def rss_kib():
@@ -254,5 +262,22 @@ def test_cython_avx2_and_baseline_builds_agree():
         p2, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
         ew.adam_update(p2, p * 0.1, m, v, v, False, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, even_chunk(p.size), 2)
         outs.append((y, z, p2))
+    for base, fast in zip(*outs):
+        np.testing.assert_array_equal(fast, base)
+    from fastbp.backends.cython import _dropout, _dropout_avx2, _normalization, _normalization_avx2
+
+    h = x * 3 + 20
+    dy = rng.standard_normal(h.shape, dtype=np.float32)
+    gamma = rng.uniform(0.5, 1.5, 300).astype(np.float32)
+    outs = []
+    for norm, drop in ((_normalization, _dropout), (_normalization_avx2, _dropout_avx2)):
+        y, mean, rstd = np.empty_like(h), np.empty(300, np.float32), np.empty(300, np.float32)
+        rm, rv = np.zeros(300, np.float32), np.ones(300, np.float32)
+        norm.batchnorm_forward(h, gamma, None, 1e-5, rm, rv, 0.1, True, True, y, mean, rstd, 64, 2)
+        dx, dg, db = np.empty_like(h), np.empty(300, np.float32), np.empty(300, np.float32)
+        norm.batchnorm_backward(dy, h, gamma, mean, rstd, dx, dg, db, 64, 2)
+        yd, mask = np.empty(h.size, np.float32), np.empty(h.size, np.uint8)
+        drop.dropout_forward(h.reshape(-1), 12345, 2**31, 2.0, yd, mask, even_chunk(h.size), 2)
+        outs.append((y, mean, rstd, rm, rv, dx, dg, db, yd, mask))
     for base, fast in zip(*outs):
         np.testing.assert_array_equal(fast, base)

@@ -52,6 +52,20 @@ class KernelBackend(Protocol):
     def scale_(self, arrays, factor) -> None: ...  # a *= factor, in place
     def clip_value_(self, arrays, clip) -> None: ...  # a = clamp(a, -clip, clip), in place
 
+    # normalization: statistics (mean, rstd) per row (layer norm) or per column (batch norm);
+    # gamma, beta None: no affine part; dx, dgamma, dbeta None: not computed
+    def layernorm_forward(self, x, gamma, beta, eps, y, mean, rstd) -> None: ...
+    def layernorm_backward(self, dy, x, gamma, mean, rstd, dx, dgamma, dbeta) -> None: ...
+    # running_mean/var None: not updated (training) ; training False: they normalize (given);
+    # unbiased: the running variance from the unbiased batch variance
+    def batchnorm_forward(self, x, gamma, beta, eps, running_mean, running_var, momentum, training, unbiased,
+                          y, mean, rstd) -> None: ...
+    def batchnorm_backward(self, dy, x, gamma, mean, rstd, dx, dgamma, dbeta) -> None: ...
+    # key = mix64(seed), threshold = round(rate 2^32) (Python ints < 2^64), scale = 1 / (1 - rate) in
+    # x's dtype; any shape (flat index order); mask uint8
+    def dropout_forward(self, x, key, threshold, scale, y, mask) -> None: ...
+    def dropout_backward(self, dy, mask, scale, dx) -> None: ...
+
 
 #: the members a backend module must define (NAME and DEVICE may come from its registration)
 PROTOCOL_MEMBERS = tuple(name for name in KernelBackend.__dict__

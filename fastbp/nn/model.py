@@ -1,8 +1,12 @@
-"""Sequential: Keras's model API over fastbp's kernels.
+"""Model (Keras's functional API) and Sequential: Keras's model API over fastbp's kernels.
 
-All weights live in one flat float32 buffer (each layer's kernel and bias are views into it), and
-so do their gradients: one optimizer kernel call updates every weight per step. Every buffer a
-training step needs is allocated once per batch size, so a step allocates nothing.
+A model is a list of nodes (:mod:`.functional`): each applies a layer to earlier nodes' outputs
+(Sequential: a chain). All trainable weights live in one flat buffer (each layer's kernel, bias,
+gamma, beta are views into it), and so do their gradients: one optimizer kernel call updates every
+weight per step. Non-trainable weights (BatchNormalization's moving statistics) live in a second
+flat buffer. Every buffer a training step needs is allocated once per batch size, so a step
+allocates nothing. The backward pass runs the nodes in reverse; where a tensor feeds several
+nodes, their gradients are added.
 """
 from __future__ import annotations
 
@@ -17,19 +21,32 @@ from .. import kernels as K
 from .._backend import select, selected_name
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
+from . import functional
 from .callbacks import CallbackList, FitPosition, History, ProgressBar, background_compiling
-from .layers import Dense, Layer
+from .layers import Dense, Layer, Pass
 from .serialization import register_serializable
 
 
 @register_serializable
-class Sequential:
-    """A stack of layers. ``seed`` makes initialization and shuffling reproducible; ``backend``
-    picks the kernels' backend (None: the usual selection, see :func:`fastbp.use_backend`)."""
+class Model:
+    """Keras's functional model: ``Model(inputs=nn.Input(shape), outputs=tensor)``, the graph of
+    layers between them (:mod:`.functional`), built at once. ``seed`` makes initialization and
+    shuffling reproducible; ``backend`` picks the kernels' backend (None: the usual selection, see
+    :func:`fastbp.use_backend`)."""
 
-    def __init__(self, layers=None, name=None, seed=None, backend=None, dtype=np.float32):
-        self.layers: list[Layer] = []
-        self.name = name or "sequential"
+    def __init__(self, inputs=None, outputs=None, name=None, seed=None, backend=None, dtype=np.float32):
+        if inputs is None or outputs is None:
+            raise ValueError("Model: pass inputs= (an nn.Input) and outputs= (a layer's output tensor)")
+        nodes = functional.graph(inputs, outputs)
+        self._setup(name or "model", seed, backend, dtype)
+        self.nodes = nodes
+        self.layers = list({id(node.layer): node.layer for node in nodes}.values())
+        self.widths = [functional._one("input", inputs).width]
+        self.build(self.widths[0])
+
+    def _setup(self, name, seed, backend, dtype):
+        self.nodes = []
+        self.name = name
         self.seed = seed
         self.backend = backend
         self.dtype = np.dtype(dtype)
@@ -43,56 +60,90 @@ class Sequential:
         self.stop_training = False
         self._fit_position = None  # where fit() is (a FitPosition), for BackupAndRestore
         self._resume_from = None  # a backup BackupAndRestore read (saving.Backup), for fit() to start at
-        for layer in layers or []:
-            self.add(layer)
 
     # ----------------------------------------------------------------------------- structure
 
-    def get_config(self) -> dict:
-        """The constructor's arguments, layers serialized (:mod:`fastbp.nn.serialization`); a seed
-        that is not an integer (a Generator) is saved as None (the random state is saved apart)."""
+    def _config_base(self) -> dict:
         seed = self.seed if self.seed is None or isinstance(self.seed, (int, np.integer)) else None
-        return {"layers": list(self.layers), "name": self.name, "seed": seed, "backend": self.backend,
-                "dtype": self.dtype.name}
+        return {"name": self.name, "seed": seed, "backend": self.backend, "dtype": self.dtype.name}
 
-    def add(self, layer: Layer) -> None:
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.add: expected a layer (Dense, Activation); got {type(layer).__name__}")
-        if self.built:
-            raise RuntimeError("Sequential.add: the model is already built")
-        self.layers.append(layer)
+    def get_config(self) -> dict:
+        """The graph (the input's width, the layers, and each node as [layer index, input slots]),
+        serialized (:mod:`fastbp.nn.serialization`); a seed that is not an integer (a Generator)
+        is saved as None (the random state is saved apart)."""
+        index = {id(layer): k for k, layer in enumerate(self.layers)}
+        return {"input_width": int(self.widths[0]), "layers": list(self.layers),
+                "nodes": [[index[id(node.layer)], list(node.inputs)] for node in self.nodes], **self._config_base()}
+
+    @classmethod
+    def from_config(cls, config):
+        """The model :meth:`get_config` describes, its layers called again on symbolic tensors."""
+        config = dict(config)
+        layers, nodes = config.pop("layers"), config.pop("nodes")
+        inputs = functional.Input((config.pop("input_width"),))
+        tensors = [inputs]
+        for layer_index, slots in nodes:
+            layer = layers[layer_index]
+            args = [tensors[s] for s in slots]
+            tensors.append(layer(args if layer.n_inputs is None else args[0]))
+        return cls(inputs=inputs, outputs=tensors[-1], **config)
+
+    def _connect(self, n_in: int) -> None:
+        """Give the nodes their input width (a functional model was connected when it was made)."""
+        if n_in != self.widths[0]:
+            raise ValueError(f"{type(self).__name__}: the model takes {self.widths[0]} input features; got {n_in}")
 
     def build(self, n_in: int | None = None) -> None:
-        """Fix every layer's widths and initialize the weights in one flat buffer."""
+        """Fix every layer's widths and initialize the weights: the trainable ones in one flat
+        buffer (``params``, with ``grads`` beside it), the non-trainable ones in another (``state``)."""
         if self.built:
             return
-        if not self.layers:
-            raise ValueError("Sequential.build: the model has no layers")
-        if n_in is None:
-            shape = self.layers[0].input_shape
-            if shape is None:
-                raise ValueError("Sequential.build: give the first layer an input_shape, or call fit() first")
-            n_in = int(np.prod(shape))
-        self.widths = [n_in]
-        for layer in self.layers:
-            self.widths.append(layer.build(self.widths[-1]))
-        shapes = [(layer, s) for layer in self.layers for s in layer.params_shapes()]
-        sizes = [int(np.prod(s)) for _, s in shapes]
+        self._connect(n_in)
+        self.layers = list({id(node.layer): node.layer for node in self.nodes}.values())
+        self._graph_plan()
+        sizes = [int(np.prod(s)) for layer in self.layers for s in layer.params_shapes()]
+        state_sizes = [int(np.prod(s)) for layer in self.layers for s in layer.state_shapes()]
         self.params = np.zeros(sum(sizes), self.dtype)
-        self.grads = np.zeros_like(self.params)
-        self.segments = []
-        start = 0
+        self.state = np.zeros(sum(state_sizes), self.dtype)
+        ends = np.cumsum([0] + sizes)
+        self.segments = [(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]
+        ends = np.cumsum([0] + state_sizes)
+        self._state_segments = [(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]
+        self._bind_gradients(np.zeros_like(self.params), weights=True)
         for layer in self.layers:
-            layer.weights, layer.grads = [], []
-            for value, s in zip(layer.init_params(self._rng, self.dtype), layer.params_shapes()):
-                stop = start + int(np.prod(s))
-                view = self.params[start:stop].reshape(s)
+            for view, value in zip(layer.weights, layer.init_params(self._rng, self.dtype)
+                                   + layer.init_state(self.dtype)):
                 view[...] = value
-                layer.weights.append(view)
-                layer.grads.append(self.grads[start:stop].reshape(s))
-                self.segments.append((start, stop))
-                start = stop
         self.built = True
+
+    def _graph_plan(self) -> None:
+        """From the nodes: the width of every slot, which slots need a gradient (those that depend
+        on a trainable weight), which gradients a node adds rather than writes (a slot that feeds
+        several nodes), and which nodes add into the weight gradients of a layer used twice."""
+        self.widths = [self.widths[0]]
+        for node in self.nodes:
+            self.widths.append(node.layer.output_width(self.widths[node.inputs[0]]))
+        needs = [False]
+        for node in self.nodes:
+            needs.append(bool(node.layer.params_shapes()) or any(needs[s] for s in node.inputs))
+        self._needs_grad = needs
+        written, seen = set(), set()
+        self._adds_grad, self._adds_weight_grads = [None] * len(self.nodes), [False] * len(self.nodes)
+        for i in range(len(self.nodes) - 1, -1, -1):  # the backward order
+            node = self.nodes[i]
+            adds = []
+            for s in node.inputs:
+                adds.append(needs[s] and s in written)
+                written.add(s)
+            self._adds_grad[i] = adds
+            self._adds_weight_grads[i] = id(node.layer) in seen
+            seen.add(id(node.layer))
+
+    @property
+    def _chain(self) -> bool:
+        """True when node i reads the output of node i - 1 (or the input) and no layer repeats: a
+        plain stack of layers."""
+        return all(node.inputs == (i,) for i, node in enumerate(self.nodes)) and len(self.layers) == len(self.nodes)
 
     # --------------------------------------------------------------------------------- compile
 
@@ -101,15 +152,15 @@ class Sequential:
         Keras's ``loss_weights`` (a number, or a list of one for the model's one output: the loss
         and its gradient are scaled by it; regularization penalties are not)."""
         if loss is None:
-            raise ValueError("Sequential.compile: a loss is required")
+            raise ValueError(f"{type(self).__name__}.compile: a loss is required")
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = losses_mod.get(loss)
         self.loss_weight = _loss_weight(loss_weights)
         self.metrics = list(metrics or [])
         for m in self.metrics:
             if m not in ("accuracy", "acc"):
-                raise ValueError(f"Sequential.compile: unknown metric {m!r}; supported: 'accuracy'")
-        last = self.layers[-1].activation if self.layers else A.get("linear")
+                raise ValueError(f"{type(self).__name__}.compile: unknown metric {m!r}; supported: 'accuracy'")
+        last = self._output_layer.activation if self.layers else A.get("linear")
         if self.loss.needs_logits:
             if self.loss.from_logits and last.code != A.LINEAR:
                 raise ValueError(f"{self.loss.name}(from_logits=True) needs a linear last layer; it is {last.name}")
@@ -130,49 +181,58 @@ class Sequential:
     def _binary(self) -> bool:
         return isinstance(self.loss, losses_mod.BinaryCrossentropy)
 
+    @property
+    def _output_layer(self):
+        """The layer whose output is the model's."""
+        return self.nodes[-1].layer if self.nodes else self.layers[-1]
+
     # ----------------------------------------------------------------------------- buffers
 
     def _plan(self, batch: int) -> dict:
-        """Every buffer a step with this batch size needs (outputs, pre-activations, gradients)."""
+        """Every buffer a step with this batch size needs: each node's output ("y") and what its
+        layer keeps for the backward pass ("buffers"), each slot's gradient ("g": the last one
+        receives the loss's), and the scratch arrays of gradients that are added ("add": per
+        node input, "add_w": per node whose layer is used again)."""
         plan = self._plans.get(batch)
         if plan is None:
-            w = self.widths
+            w, dt = self.widths, self.dtype
+            nodes = range(len(self.nodes))
             plan = {
-                "x": np.empty((batch, w[0]), self.dtype),
-                "y": [np.empty((batch, w[i + 1]), self.dtype) for i in range(len(self.layers))],
-                "z": [np.empty((batch, w[i + 1]), self.dtype) if self._act(i).needs == A.NEEDS_PREACT else None
-                      for i in range(len(self.layers))],
-                "dx": [np.empty((batch, w[i]), self.dtype) for i in range(len(self.layers))],
-                "dz": [np.empty((batch, w[i + 1]), self.dtype) for i in range(len(self.layers))],
-                "g": np.empty((batch, w[-1]), self.dtype),
+                "x": np.empty((batch, w[0]), dt),
+                "y": [np.empty((batch, w[i + 1]), dt) for i in nodes],
+                "buffers": [self.nodes[i].layer.buffers(batch, dt, self._act(i)) for i in nodes],
+                "g": [None] + [np.empty((batch, w[s]), dt) if self._needs_grad[s] or s == len(w) - 1 else None
+                               for s in range(1, len(w))],
+                "add": [[np.empty((batch, w[s]), dt) if adds else None
+                         for s, adds in zip(self.nodes[i].inputs, self._adds_grad[i])] for i in nodes],
+                "add_w": [[np.empty(shape, dt) for shape in self.nodes[i].layer.params_shapes()]
+                          if self._adds_weight_grads[i] else None for i in nodes],
             }
             self._plans = {batch: plan}  # keep one: the training batch (the last partial batch slices it)
         return plan
 
     def _act(self, i: int):
-        """The activation layer i applies while training (logits for a fused softmax output)."""
-        act = self.layers[i].activation
-        if i == len(self.layers) - 1 and self._fused_output:
+        """The activation node i applies while training (logits for a fused softmax output)."""
+        act = self.nodes[i].layer.activation
+        if i == len(self.nodes) - 1 and self._fused_output:
             return A.get("linear")
         return act
+
+    def _step_number(self) -> int:
+        """The global step the next update is (dropout draws its masks per step)."""
+        return int(self.optimizer.iterations) if self.optimizer is not None else 0
 
     # ------------------------------------------------------------------------------ passes
 
     def _forward(self, x, plan, n, training):
-        h = x
-        for i, layer in enumerate(self.layers):
-            act = self._act(i)
+        step = self._step_number()
+        values = [x]
+        for i, node in enumerate(self.nodes):
             y = plan["y"][i][:n]
-            z = plan["z"][i][:n] if training and plan["z"][i] is not None else None
-            if isinstance(layer, Dense):
-                K.linear_forward(h, layer.kernel, layer.bias, act.name, alpha=layer.alpha, out=y, preact_out=z,
-                                 backend=self._kernel_backend)
-            else:
-                K.activation_forward(h, act.name, alpha=layer.alpha, out=y, backend=self._kernel_backend)
-                if z is not None:
-                    z[...] = h
-            h = y
-        return h
+            node.layer.forward([values[s] for s in node.inputs], y, plan["buffers"][i],
+                               Pass(self._act(i), self._kernel_backend, training, step))
+            values.append(y)
+        return values[-1]
 
     def _loss(self, out, target, grad, weight=None):
         """The loss of the batch times ``weight`` (default: compile's loss_weights); its gradient
@@ -213,23 +273,29 @@ class Sequential:
         return penalty
 
     def _backward(self, x, plan, n):
-        g = plan["g"][:n]
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            act = self._act(i)
-            h_in = x if i == 0 else plan["y"][i - 1][:n]
-            y = plan["y"][i][:n]
-            z = plan["z"][i][:n] if plan["z"][i] is not None else None
-            saved = {"y": y} if act.needs == A.NEEDS_OUTPUT else {"z": z} if act.needs == A.NEEDS_PREACT else {}
-            dx = plan["dx"][i][:n] if i > 0 else None
-            if isinstance(layer, Dense):
-                K.linear_backward(g, h_in, layer.kernel, activation=act.name, alpha=layer.alpha, dx=dx,
-                                  dw=layer.grads[0], db=layer.grads[1] if layer.use_bias else None,
-                                  dz=plan["dz"][i][:n], need_dx=i > 0, need_db=layer.use_bias,
-                                  backend=self._kernel_backend, **saved)
-            elif i > 0:
-                K.activation_backward(g, act.name, alpha=layer.alpha, out=dx, backend=self._kernel_backend, **saved)
-            g = dx
+        """The gradients of every trainable weight, from the loss's gradient in plan["g"][-1]: the
+        nodes in reverse, each slot's gradient written by the first node that reads it (in this
+        order) and added to by the others."""
+        step = self._step_number()
+        values = [x] + [y[:n] for y in plan["y"]]
+        g = plan["g"]
+        for i in range(len(self.nodes) - 1, -1, -1):
+            node = self.nodes[i]
+            layer = node.layer
+            if not self._needs_grad[i + 1] and i != len(self.nodes) - 1:
+                continue
+            dxs = []
+            for s, add in zip(node.inputs, plan["add"][i]):
+                dxs.append(None if not self._needs_grad[s] else (add if add is not None else g[s])[:n])
+            grads = plan["add_w"][i] if plan["add_w"][i] is not None else layer.grads
+            layer.backward(g[i + 1][:n], [values[s] for s in node.inputs], values[i + 1], plan["buffers"][i], dxs,
+                           grads, Pass(self._act(i), self._kernel_backend, True, step))
+            for s, add in zip(node.inputs, plan["add"][i]):
+                if add is not None:
+                    g[s][:n] += add[:n]
+            if plan["add_w"][i] is not None:
+                for total, part in zip(layer.grads, plan["add_w"][i]):
+                    total += part
 
     def _metric_counts(self, out, target):
         """Number of correct predictions in the batch (argmax of outputs; logits give the same).
@@ -282,7 +348,7 @@ class Sequential:
 
         def prepare():
             if self.optimizer is None:
-                raise RuntimeError("Sequential.fit: call compile() first")
+                raise RuntimeError(f"{type(self).__name__}.fit: call compile() first")
             if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
                 raise ValueError(f"fit: initial_epoch must be an integer >= 0; got {initial_epoch!r}")
             if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -459,7 +525,7 @@ class Sequential:
             yb = y[idx]
             out = self._forward(xb, plan, b, training=True)
             correct = self._metric_counts(out, yb) if self.metrics else 0
-            loss = self._loss(out, yb, plan["g"][:b], weight)
+            loss = self._loss(out, yb, plan["g"][-1][:b], weight)
             self._backward(xb, plan, b)
             return loss, correct
 
@@ -476,7 +542,7 @@ class Sequential:
         n = len(x)
         plan = self._plan(n)
         out = self._forward(x, plan, n, training=True)
-        loss = self._loss(out, y, plan["g"][:n])
+        loss = self._loss(out, y, plan["g"][-1][:n])
         self._backward(x, plan, n)
         return loss, self._regularize(n)
 
@@ -494,25 +560,30 @@ class Sequential:
         self.__dict__.update(state)
         if self.built:
             self.params = np.array(self.params)
+            self.state = np.array(self.state)
             self._bind_gradients(np.array(self.grads), weights=True)
         if self.optimizer is not None:
             self.optimizer._state = tuple(np.array(s) for s in self.optimizer._state)
 
     def _bind_gradients(self, grads, weights=False):
         """Make ``grads`` (flat, one element per parameter) the model's gradient buffer, each layer's
-        gradients views into it (and, with ``weights``, each layer's weights views into ``params``)."""
+        gradients views into it (and, with ``weights``, each layer's weights views into ``params``
+        and ``state``)."""
         self.grads = grads
-        segments = iter(self.segments)
+        segments, state_segments = iter(self.segments), iter(self._state_segments)
         for layer in self.layers:
-            shapes = [w.shape for w in layer.weights]
             if weights:
                 layer.weights = []
             layer.grads = []
-            for shape in shapes:
+            for shape in layer.params_shapes():
                 start, stop = next(segments)
                 if weights:
                     layer.weights.append(self.params[start:stop].reshape(shape))
                 layer.grads.append(self.grads[start:stop].reshape(shape))
+            if weights:
+                for shape in layer.state_shapes():
+                    start, stop = next(state_segments)
+                    layer.weights.append(self.state[start:stop].reshape(shape))
 
     # ------------------------------------------------------------- compiled training (numba)
 
@@ -609,7 +680,8 @@ class Sequential:
     # ------------------------------------------------------------------------------ weights
 
     def count_params(self) -> int:
-        return int(self.params.size) if self.built else 0
+        """Every weight, trainable or not (Keras's count)."""
+        return int(self.params.size + self.state.size) if self.built else 0
 
     def get_weights(self) -> list:
         self.build()
@@ -650,15 +722,75 @@ class Sequential:
 
     def summary(self, print_fn=print) -> None:
         self.build()
-        lines = [f'Model: "{self.name}"', f"{'Layer (type)':<28}{'Output Shape':<20}{'Param #':>10}", "=" * 58]
-        for i, layer in enumerate(self.layers):
+        graph = not self._chain
+        names = {id(node.layer): node.layer.name or f"{_snake_case(type(node.layer).__name__)}_{i}"
+                 for i, node in reversed(list(enumerate(self.nodes)))}
+        lines = [f'Model: "{self.name}"', f"{'Layer (type)':<44}{'Output Shape':<16}{'Param #':>10}"
+                 + ("  Connected to" if graph else ""), "=" * (70 + 24 * graph)]
+        for i, node in enumerate(self.nodes):
+            layer = node.layer
             kind = type(layer).__name__
-            act = layer.activation.name
-            params = sum(int(np.prod(s)) for s in layer.params_shapes())
-            lines.append(f"{(layer.name or f'{kind.lower()}_{i}') + f' ({kind}, {act})':<28}"
-                         f"{str((None, self.widths[i + 1])):<20}{params:>10,}")
-        lines += ["=" * 58, f"Total params: {self.count_params():,}"]
+            act = f", {layer.activation.name}" if isinstance(layer, Dense) or kind == "Activation" else ""
+            params = sum(int(np.prod(s)) for s in layer.params_shapes() + layer.state_shapes())
+            line = f"{names[id(layer)] + f' ({kind}{act})':<44}{str((None, self.widths[i + 1])):<16}{params:>10,}"
+            if graph:
+                line += "  " + ", ".join("input" if s == 0 else names[id(self.nodes[s - 1].layer)] for s in node.inputs)
+            lines.append(line)
+        trainable = int(self.params.size)
+        lines += ["=" * (70 + 24 * graph), f"Total params: {self.count_params():,}", f"Trainable params: {trainable:,}",
+                  f"Non-trainable params: {self.count_params() - trainable:,}"]
         print_fn("\n".join(lines))
+
+
+@register_serializable
+class Sequential(Model):
+    """A stack of layers, each reading the previous one's output (Keras's Sequential)."""
+
+    def __init__(self, layers=None, name=None, seed=None, backend=None, dtype=np.float32):
+        self._setup(name or "sequential", seed, backend, dtype)
+        self.layers: list[Layer] = []
+        for layer in layers or []:
+            self.add(layer)
+
+    def get_config(self) -> dict:
+        """The constructor's arguments, layers serialized (:mod:`fastbp.nn.serialization`); a seed
+        that is not an integer (a Generator) is saved as None (the random state is saved apart)."""
+        return {"layers": list(self.layers), **self._config_base()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add: expected a layer (Dense, Activation, ...); got {type(layer).__name__}")
+        if layer.n_inputs != 1:
+            raise ValueError(f"Sequential.add: layer {layer.label!r} ({type(layer).__name__}) takes several inputs; "
+                             "build the model with the functional API (nn.Input, nn.Model)")
+        if any(layer is other for other in self.layers):
+            raise ValueError(f"Sequential.add: layer {layer.label!r} is in the model already")
+        if self.built:
+            raise RuntimeError("Sequential.add: the model is already built")
+        self.layers.append(layer)
+
+    def _connect(self, n_in):
+        """The chain of nodes, each layer built for the width of the one before."""
+        if not self.layers:
+            raise ValueError("Sequential.build: the model has no layers")
+        if n_in is None:
+            shape = self.layers[0].input_shape
+            if shape is None:
+                raise ValueError("Sequential.build: give the first layer an input_shape, or call fit() first")
+            n_in = int(np.prod(shape))
+        self.widths = [n_in]
+        for layer in self.layers:
+            self.widths.append(layer.build(self.widths[-1]))
+        self.nodes = [functional.Node(layer, (i,)) for i, layer in enumerate(self.layers)]
+
+
+def _snake_case(name: str) -> str:
+    """BatchNormalization -> batch_normalization (Keras's default layer names)."""
+    return "".join("_" + c.lower() if c.isupper() and k else c.lower() for k, c in enumerate(name))
 
 
 def _loss_weight(loss_weights) -> float:

@@ -1,7 +1,7 @@
 """Saving and loading models and weights (:mod:`fastbp.nn.archive` files, written atomically).
 
 A model file holds everything training needs to continue as if it never stopped: the architecture
-(:meth:`Sequential.get_config`), the weights, the compile settings (optimizer with its
+(:meth:`Model.get_config`), the weights, the compile settings (optimizer with its
 hyper-parameters and schedule, loss, metrics, loss weight), the optimizer's state (step count and
 its moment/velocity buffers), the model's random generator (shuffling) and, in backups written
 during ``fit`` (:class:`~fastbp.nn.checkpoints.BackupAndRestore`), the position in training (epoch,
@@ -59,11 +59,11 @@ def load_model(path, custom_objects=None, compile=True):
     ``compile=False``), with its weights, optimizer state and random state: training continues
     exactly where the saved model stopped. ``custom_objects``: name -> class or function for
     objects registered under those names when the model was saved."""
-    from .model import Sequential
+    from .model import Model
 
     with _open_model(path) as archive:
         manifest = archive.manifest
-        model = _rebuild(archive, lambda data, where: deserialize(data, custom_objects, where), Sequential)
+        model = _rebuild(archive, lambda data, where: deserialize(data, custom_objects, where), Model)
         if compile and manifest.get("compile") is not None:
             model.compile(**_compile_arguments(archive, manifest["compile"], custom_objects))
         _assign_state(model, _read_state(archive, model, optimizer=compile))

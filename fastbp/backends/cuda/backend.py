@@ -28,7 +28,9 @@ from ... import activations as A  # noqa: E402
 from ... import formulas  # noqa: E402
 from . import config  # noqa: E402
 from . import elementwise as ew  # noqa: E402
+from . import dropout as drop  # noqa: E402
 from . import gemm, reduce, rows  # noqa: E402
+from . import normalization as norm  # noqa: E402
 
 NAME, DEVICE = "cuda", "cuda"
 
@@ -266,3 +268,119 @@ def clip_value_(arrays, clip):
             grid, threads = _grid(a.size)
             tp = a.dtype.type
             ew.clip_value_[grid, threads](_flat(a), tp(-clip), tp(clip))
+
+
+# ----------------------------------------------------------------------------- normalization
+
+def _columns_launch(n):
+    """Column kernels: one thread per column (stage 1 adds a grid dimension over the chunks)."""
+    g = config.current()
+    return -(-n // g.threads), g.threads
+
+
+def _chunks(m):
+    """(rows per chunk, chunks) of the column reductions over m rows: a function of the shape and
+    the geometry only."""
+    chunk = config.current().col_chunk
+    return chunk, -(-m // chunk)
+
+
+def _partials(chunks, n):
+    return cuda.device_array((max(1, chunks), n), np.float64)
+
+
+def layernorm_forward(x, gamma, beta, eps, y, mean, rstd):
+    m = x.shape[0]
+    if m == 0:
+        return
+    g = config.current()
+    kernels = norm.row_kernels(g.row_threads, g.rows_per_block)
+    grid, block = _rowwise_launch(m)
+    kernels.layernorm_forward[grid, block](x, mean if gamma is None else gamma, mean if beta is None else beta,
+                                           gamma is not None, beta is not None, float(eps), y, mean, rstd)
+
+
+def layernorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    m, n = x.shape
+    if dx is not None and m:
+        g = config.current()
+        kernels = norm.row_kernels(g.row_threads, g.rows_per_block)
+        grid, block = _rowwise_launch(m)
+        kernels.layernorm_backward_dx[grid, block](dy, x, mean if gamma is None else gamma, gamma is not None,
+                                                   mean, rstd, dx)
+    if dgamma is None and dbeta is None:
+        return
+    chunk, chunks = _chunks(m)
+    part_g = _partials(chunks if dgamma is not None else 0, n)
+    part_b = _partials(chunks if dbeta is not None else 0, n)
+    blocks, threads = _columns_launch(n)
+    if chunks:
+        norm.layernorm_sums_stage1[(blocks, chunks), threads](dy, x, mean, rstd, chunk, dgamma is not None,
+                                                              dbeta is not None, part_g, part_b)
+    stand_in = dgamma if dgamma is not None else dbeta
+    norm.column_sums_stage2[blocks, threads](part_g, part_b, chunks, stand_in, dgamma is not None,
+                                             stand_in if dbeta is None else dbeta, dbeta is not None)
+
+
+def batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, training, unbiased, y, mean, rstd):
+    m, n = x.shape
+    if training and m == 0:  # the statistics of no rows are undefined (the public API refuses it)
+        return
+    has_running = running_mean is not None and running_var is not None
+    blocks, threads = _columns_launch(n)
+    chunk, chunks = _chunks(m) if training else (1, 0)
+    cmean, cm2 = _partials(chunks, n), _partials(chunks, n)
+    if chunks:
+        norm.moments_stage1[(blocks, chunks), threads](x, chunk, cmean, cm2)
+    mean64 = cuda.device_array(n, np.float64)
+    rstd64 = cuda.device_array(n, np.float64)
+    norm.batch_statistics[blocks, threads](cmean, cm2, chunks, chunk, m, float(eps), bool(training), bool(unbiased),
+                                           running_mean if has_running else mean,
+                                           running_var if has_running else mean, has_running, float(momentum),
+                                           mean, rstd, mean64, rstd64)
+    if m:
+        grid, threads = _grid(m * n)
+        norm.batchnorm_normalize[grid, threads](x, mean64, rstd64, mean if gamma is None else gamma,
+                                                mean if beta is None else beta, gamma is not None,
+                                                beta is not None, y)
+
+
+def batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    m, n = x.shape
+    need_dx = dx is not None and m > 0
+    if not need_dx and dgamma is None and dbeta is None:
+        return
+    blocks, threads = _columns_launch(n)
+    chunk, chunks = _chunks(m)
+    part_dy, part_dyx = _partials(chunks, n), _partials(chunks, n)
+    if chunks:
+        norm.batchnorm_sums_stage1[(blocks, chunks), threads](dy, x, mean, rstd, chunk, part_dy, part_dyx)
+    if need_dx:
+        scale, mean_dy, mean_dyx = (cuda.device_array(n, np.float64) for _ in range(3))
+    else:
+        scale = mean_dy = mean_dyx = part_dy[0]  # typed stand-ins, never written
+    norm.batchnorm_sums_stage2[blocks, threads](
+        part_dy, part_dyx, chunks, m, mean if gamma is None else gamma, gamma is not None, rstd,
+        mean if dgamma is None else dgamma, dgamma is not None, mean if dbeta is None else dbeta, dbeta is not None,
+        need_dx, scale, mean_dy, mean_dyx)
+    if need_dx:
+        grid, threads = _grid(m * n)
+        norm.batchnorm_dx[grid, threads](dy, x, mean, rstd, scale, mean_dy, mean_dyx, dx)
+
+
+# ------------------------------------------------------------------------------------ dropout
+
+def dropout_forward(x, key, threshold, scale, y, mask):
+    if x.size == 0:
+        return
+    grid, threads = _grid(x.size)
+    with drop.words_wrap():
+        drop.dropout_forward[grid, threads](_flat(x), np.uint64(key), np.uint64(threshold), scale, _flat(y),
+                                            _flat(mask))
+
+
+def dropout_backward(dy, mask, scale, dx):
+    if dy.size == 0:
+        return
+    grid, threads = _grid(dy.size)
+    drop.dropout_backward[grid, threads](_flat(dy), _flat(mask), scale, _flat(dx))

@@ -1,15 +1,15 @@
 """The cython backend: the kernel protocol of :mod:`fastbp.backends` over the compiled extension.
 
-Needs no Numba: only NumPy, SciPy and the compiled modules ``_linear``, ``_elementwise`` and
-``_losses``. The products call fastbp's own one-thread OpenBLAS (:mod:`.._cpu.openblas`, shared
-with the numba backend), else SciPy's ``cython_blas`` pinned to one thread
-(:mod:`.._cpu.blas_threads`). Tile plans and chunk sizes come from :mod:`.._cpu.tiling` (shape
-only, shared with the numba backend), so results are bitwise identical for any thread count,
-and the kernels' own OpenMP loops use :func:`get_num_threads` threads (one fewer while Numba
-compiles in a background worker, :mod:`.._cpu.threads`). The scalar formulas are
-compiled from fastbp/formulas.py (``_codegen.py``); an extension built from other formulas than
-the installed ones does not load. Outputs never alias inputs (the public layer serves the
-documented in-place uses).
+Needs no Numba: only NumPy, SciPy and the compiled modules ``_linear``, ``_elementwise``,
+``_losses``, ``_normalization`` and ``_dropout``. The products call fastbp's own one-thread
+OpenBLAS (:mod:`.._cpu.openblas`, shared with the numba backend), else SciPy's ``cython_blas``
+pinned to one thread (:mod:`.._cpu.blas_threads`). Tile plans and chunk sizes come from
+:mod:`.._cpu.tiling` (shape only, shared with the numba backend), so results are bitwise
+identical for any thread count, and the kernels' own OpenMP loops use :func:`get_num_threads`
+threads (one fewer while Numba compiles in a background worker, :mod:`.._cpu.threads`). The
+scalar formulas are compiled from fastbp/formulas.py (``_codegen.py``); an extension built from
+other formulas than the installed ones does not load. Outputs never alias inputs (the public
+layer serves the documented in-place uses).
 """
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def _kernels(name: str):
 try:
     _ew = _kernels("_elementwise")
     _lin = _kernels("_linear")
+    _norm = _kernels("_normalization")
+    _drop = _kernels("_dropout")
     from . import _losses as _loss
 except ImportError as exc:  # an sdist checkout without a build, or a failed build
     raise ImportError(f"the compiled extension is missing ({exc}); build it with `pip install .` "
@@ -57,7 +59,7 @@ def _check_formulas():
         current = sources_digest(Path(__file__).resolve().parents[2])
     except OSError:  # the sources are not installed beside the extension: nothing to compare
         return
-    for module in (_ew, _lin, _loss):
+    for module in (_ew, _lin, _loss, _norm, _drop):
         if module.formulas_digest() != current:
             raise ImportError(f"the compiled extension {module.__name__} was built from other formulas than "
                               "fastbp/formulas.py now holds; rebuild it (`pip install .`, or "
@@ -203,3 +205,37 @@ def scale_(arrays, factor):
 def clip_value_(arrays, clip):
     for a in arrays:
         _ew.clip_value_(_flat(a), clip, _even(a.size), _threads())
+
+
+def _parallel_threads(size: int) -> int:
+    """The threads of a normalization or dropout loop over ``size`` elements: 1 (the calling
+    thread) below SERIAL_ELEMENTS, as the numba dispatch does (results do not depend on it)."""
+    return _threads() if size >= _tiling.SERIAL_ELEMENTS else 1
+
+
+def layernorm_forward(x, gamma, beta, eps, y, mean, rstd):
+    _norm.layernorm_forward(x, gamma, beta, eps, y, mean, rstd, _parallel_threads(x.size))
+
+
+def layernorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    _norm.layernorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta, _tiling.NORM_ROWS,
+                             _parallel_threads(x.size))
+
+
+def batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, training, unbiased, y, mean, rstd):
+    _norm.batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, training, unbiased, y, mean,
+                            rstd, _tiling.NORM_ROWS, _parallel_threads(x.size))
+
+
+def batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    _norm.batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta, _tiling.NORM_ROWS,
+                             _parallel_threads(x.size))
+
+
+def dropout_forward(x, key, threshold, scale, y, mask):
+    _drop.dropout_forward(_flat(x), key, threshold, scale, _flat(y), _flat(mask), _even(x.size),
+                          _parallel_threads(x.size))
+
+
+def dropout_backward(dy, mask, scale, dx):
+    _drop.dropout_backward(_flat(dy), _flat(mask), scale, _flat(dx), _even(dy.size), _parallel_threads(dy.size))

@@ -16,7 +16,7 @@ from .._cpu.tiling import NORM_ROWS, SERIAL_ELEMENTS
 from ._formulas import F
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def affine(gamma, beta, n):
     """(gamma, beta) as float64 arrays of n elements: ones and zeros where absent (None)."""
     g = np.ones(n, np.float64)
@@ -32,7 +32,7 @@ def affine(gamma, beta, n):
 
 # --------------------------------------------------------------------------- layer normalization
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _layernorm_row(x, g, b, eps, y, mean, rstd, i):
     n = x.shape[1]
     s = 0.0
@@ -50,13 +50,13 @@ def _layernorm_row(x, g, b, eps, y, mean, rstd, i):
     rstd[i] = r
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _layernorm_forward_parallel(x, g, b, eps, y, mean, rstd):
     for i in prange(x.shape[0]):
         _layernorm_row(x, g, b, eps, y, mean, rstd, i)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def layernorm_forward(x, gamma, beta, eps, y, mean, rstd):
     """Per row i: mean_i, var_i (biased), rstd_i = 1 / sqrt(var_i + eps),
     y = (x - mean_i) rstd_i gamma + beta; gamma, beta may be None."""
@@ -68,7 +68,7 @@ def layernorm_forward(x, gamma, beta, eps, y, mean, rstd):
             _layernorm_row(x, g, b, eps, y, mean, rstd, i)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _layernorm_backward_chunk(dy, x, g, mean, rstd, dx, want_dx, part_g, part_b, c):
     """Rows [c NORM_ROWS, ...) of dx, and their column sums of dy xhat and dy into part_g[c],
     part_b[c]."""
@@ -97,13 +97,13 @@ def _layernorm_backward_chunk(dy, x, g, mean, rstd, dx, want_dx, part_g, part_b,
                 dx[i, j] = F.normalize_grad(float64(dy[i, j]) * g[j], F.standardize(x[i, j], mu, r), r, a, t)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _layernorm_backward_parallel(dy, x, g, mean, rstd, dx, want_dx, part_g, part_b):
     for c in prange(part_g.shape[0]):
         _layernorm_backward_chunk(dy, x, g, mean, rstd, dx, want_dx, part_g, part_b, c)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def column_sums(part, out):
     """out[j] = sum over chunks c of part[c, j], in chunk order."""
     for j in range(out.shape[0]):
@@ -113,7 +113,7 @@ def column_sums(part, out):
         out[j] = total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def layernorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
     """dx = rstd_i (g - mean_j(g) - xhat mean_j(g xhat)), g = dy gamma; dgamma = sum_i dy xhat;
     dbeta = sum_i dy. gamma, dx, dgamma, dbeta may be None."""
@@ -137,7 +137,7 @@ def layernorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
 
 # --------------------------------------------------------------------------- batch normalization
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _chunk_moments(x, c, cmean, cm2):
     """cmean[c, j], cm2[c, j]: the mean and M2 of column j over rows [c NORM_ROWS, ...), by two
     passes over those rows."""
@@ -158,13 +158,13 @@ def _chunk_moments(x, c, cmean, cm2):
             q[j] += d * d
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _chunk_moments_parallel(x, cmean, cm2):
     for c in prange(cmean.shape[0]):
         _chunk_moments(x, c, cmean, cm2)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def batch_moments(x, mean, m2):
     """mean[j] and M2[j] (sum of squared deviations) of each column of x, float64: the chunks'
     moments merged in chunk order by Chan's formula."""
@@ -189,7 +189,7 @@ def batch_moments(x, mean, m2):
         m2[j] = q
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _normalize_rows(x, mean, rstd, g, b, y, r0, r1):
     """y[i, j] = (x[i, j] - mean[j]) rstd[j] g[j] + b[j] for rows [r0, r1)."""
     for i in range(r0, r1):
@@ -197,14 +197,14 @@ def _normalize_rows(x, mean, rstd, g, b, y, r0, r1):
             y[i, j] = F.normalize(x[i, j], mean[j], rstd[j], g[j], b[j])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _normalize_parallel(x, mean, rstd, g, b, y):
     m = x.shape[0]
     for c in prange(-(-m // NORM_ROWS)):
         _normalize_rows(x, mean, rstd, g, b, y, c * NORM_ROWS, min(m, (c + 1) * NORM_ROWS))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, training, unbiased, y, mean,
                       rstd):
     """Training: the batch's mean_j and biased var_j (running statistics updated when given:
@@ -238,7 +238,7 @@ def batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, 
         rstd[j] = r[j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _batchnorm_sums_chunk(dy, x, mean, rstd, part_dy, part_dyx, c):
     """part_dy[c, j], part_dyx[c, j]: sums of dy and dy xhat over rows [c NORM_ROWS, ...)."""
     m, n = x.shape
@@ -253,13 +253,13 @@ def _batchnorm_sums_chunk(dy, x, mean, rstd, part_dy, part_dyx, c):
             px[j] += d * F.standardize(x[i, j], mean[j], rstd[j])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _batchnorm_sums_parallel(dy, x, mean, rstd, part_dy, part_dyx):
     for c in prange(part_dy.shape[0]):
         _batchnorm_sums_chunk(dy, x, mean, rstd, part_dy, part_dyx, c)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _batchnorm_dx_rows(dy, x, mean, rstd, scale, mean_dy, mean_dyx, dx, r0, r1):
     for i in range(r0, r1):
         for j in range(x.shape[1]):
@@ -267,7 +267,7 @@ def _batchnorm_dx_rows(dy, x, mean, rstd, scale, mean_dy, mean_dyx, dx, r0, r1):
                                         mean_dyx[j])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _batchnorm_dx_parallel(dy, x, mean, rstd, scale, mean_dy, mean_dyx, dx):
     m = x.shape[0]
     for c in prange(-(-m // NORM_ROWS)):
@@ -275,7 +275,7 @@ def _batchnorm_dx_parallel(dy, x, mean, rstd, scale, mean_dy, mean_dyx, dx):
                            min(m, (c + 1) * NORM_ROWS))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
     """dbeta = sum_i dy; dgamma = sum_i dy xhat; dx = gamma_j rstd_j (dy - dbeta / n - xhat
     dgamma / n). gamma, dx, dgamma, dbeta may be None."""

@@ -23,6 +23,8 @@ from __future__ import annotations
 from ..cython import backend as _spare
 from . import backend as _numba
 from . import dispatch as _d
+from . import dropout as _drop
+from . import normalization as _norm
 from . import optim as _opt
 from .background import _LOCAL, NotReady, submit, watch
 
@@ -38,7 +40,9 @@ BLAS_IS_PRIVATE = _numba.BLAS_IS_PRIVATE
 DISPATCHERS = tuple(watch(f) for f in (
     _d.linear_forward, _d.linear_backward, _d.activation_forward, _d.activation_backward,
     _d.softmax_cross_entropy, _d.mse_loss, _d.sigmoid_cross_entropy, _opt.sgd_update, _opt.adam_update,
-    _opt.rmsprop_update, _opt.sum_of_squares, _opt.max_abs, _opt.scale_, _opt.clip_value_))
+    _opt.rmsprop_update, _opt.sum_of_squares, _opt.max_abs, _opt.scale_, _opt.clip_value_,
+    _norm.layernorm_forward, _norm.layernorm_backward, _norm.batchnorm_forward, _norm.batchnorm_backward,
+    _drop.dropout_forward, _drop.dropout_backward))
 
 
 def _served(name):
@@ -86,5 +90,11 @@ adam_update = _served("adam_update")
 rmsprop_update = _served("rmsprop_update")
 sum_of_squares = _served("sum_of_squares")
 max_abs = _served("max_abs")
+layernorm_forward = _served("layernorm_forward")
+layernorm_backward = _served("layernorm_backward")
+batchnorm_forward = _served("batchnorm_forward")
+batchnorm_backward = _served("batchnorm_backward")
+dropout_forward = _served("dropout_forward")
+dropout_backward = _served("dropout_backward")
 scale_ = _array_by_array("scale_")
 clip_value_ = _array_by_array("clip_value_")

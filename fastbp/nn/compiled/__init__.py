@@ -11,7 +11,7 @@ def supports(model) -> bool:
     from ..layers import Activation, Dense
 
     try:
-        return selected_name(model.backend) == "numba" and all(
+        return selected_name(model.backend) == "numba" and model._chain and all(
             type(layer) in (Dense, Activation) for layer in model.layers)
     except Exception:  # no backend at all: the Python loop reports it properly
         return False
