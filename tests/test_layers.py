@@ -227,3 +227,43 @@ def test_summary_names_the_connections(capsys):
     out = capsys.readouterr().out
     assert "add_3 (Add)" in out and "layer_normalization_1, dense_2" in out
     assert "Non-trainable params: 12" in out
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba backend unavailable")
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "mse"])
+def test_compiled_graph_steps_give_the_python_loops_weights(loss, rng, monkeypatch):
+    """The compiled interpreter runs graphs (Add of a tensor that feeds several nodes, dropout
+    masks per step, layer and batch normalization with and without gamma and beta, the moving
+    statistics): the same weights, moving statistics and losses as the Python loop, bit for bit."""
+    from fastbp.nn.compiled import supports
+
+    x = rng.standard_normal((70, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 70) if loss != "mse" else rng.standard_normal((70, 3)).astype(np.float32)
+
+    def make():
+        inputs = nn.Input((6,))
+        d = nn.Dropout(0.25)(inputs)
+        h = nn.Dense(8, activation="gelu")(d)
+        h = nn.LayerNormalization(center=False)(h)
+        t = nn.Dense(8, activation="tanh", use_bias=False)(h)
+        s = nn.Add()([h, t, h])
+        s = nn.BatchNormalization(momentum=0.9, scale=False)(s)
+        s = nn.Dropout(0.5)(nn.Activation("relu")(s))
+        s = nn.LayerNormalization()(nn.Add()([s, nn.BatchNormalization()(t)]))
+        out = nn.Dense(3, activation="softmax" if loss != "mse" else "linear")(s)
+        model = nn.Model(inputs, out, seed=7, backend="numba")
+        model.compile(optimizer=nn.Adam(1e-2), loss=loss, metrics=["accuracy"])
+        return model
+
+    assert supports(make())
+    results = []
+    for compiled in (True, False):
+        model = make()
+        monkeypatch.setattr(model, "_use_compiled", lambda compiled=compiled: compiled)
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        results.append((model.get_weights(), history.history, history.params["path"]))
+    (w_c, h_c, path_c), (w_p, h_p, path_p) = results
+    assert path_c == "numba compiled steps" and "Python loop" in path_p
+    for a, b in zip(w_c, w_p):
+        np.testing.assert_array_equal(a, b)
+    assert h_c == h_p

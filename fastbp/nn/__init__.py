@@ -13,7 +13,7 @@
     h = nn.LayerNormalization()(nn.Add()([h, nn.Dense(64, activation="tanh")(h)]))
     model = nn.Model(inputs=inputs, outputs=nn.Dense(10, activation="softmax")(h))
 """
-from . import initializers, losses, optimizers, regularizers, schedules
+from . import datasets, initializers, losses, models, optimizers, regularizers, schedules, utils
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, TerminateOnNaN
 from .checkpoints import BackupAndRestore, ModelCheckpoint
 from .functional import Input
@@ -32,5 +32,5 @@ __all__ = [
     "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy", "MeanSquaredError", "Callback", "History",
     "BackupAndRestore", "ModelCheckpoint", "EarlyStopping", "TerminateOnNaN", "CSVLogger", "load_model",
     "register_serializable",
-    "initializers", "losses", "optimizers", "regularizers", "schedules",
+    "datasets", "initializers", "losses", "models", "optimizers", "regularizers", "schedules", "utils",
 ]

@@ -7,13 +7,30 @@ merged from fixed chunks of NORM_ROWS rows, each chunk's (mean, M2) by two passe
 while it is in cache, the chunks combined in order by Chan's formula: one pass over x. Column
 sums (dgamma, dbeta) add fixed chunks of rows in order. Everything depends on the shape only:
 the same bits on any thread count. gamma and beta arrive as float64 arrays (ones and zeros when
-absent, see :func:`affine`), so no optional value reaches a parallel loop.
+absent, see :func:`affine`), so no optional value reaches a parallel loop. Each public kernel
+is a wrapper that turns its optional (None) arguments into arrays and flags for a ``*_core``
+function, which the compiled training loop (:mod:`fastbp.nn.compiled`) calls directly with its
+own arrays and flags: the same code, the same bits.
 """
 import numpy as np
 from numba import float64, njit, prange
 
 from .._cpu.tiling import NORM_ROWS, SERIAL_ELEMENTS
 from ._formulas import F
+
+
+@njit(cache=True, error_model="numpy")
+def affine_flags(gamma, use_gamma, beta, use_beta, n):
+    """(gamma, beta) as float64 arrays of n elements: ones and zeros where not used."""
+    g = np.ones(n, np.float64)
+    b = np.zeros(n, np.float64)
+    if use_gamma:
+        for j in range(n):
+            g[j] = gamma[j]
+    if use_beta:
+        for j in range(n):
+            b[j] = beta[j]
+    return g, b
 
 
 @njit(cache=True, error_model="numpy")
@@ -28,6 +45,14 @@ def affine(gamma, beta, n):
         for j in range(n):
             b[j] = beta[j]
     return g, b
+
+
+@njit(cache=True, error_model="numpy")
+def _or_empty(a, like):
+    """(a, True), or (an empty array of like's dtype, False) when a is None."""
+    if a is None:
+        return np.empty(0, like.dtype), False
+    return a.reshape(-1), True
 
 
 # --------------------------------------------------------------------------- layer normalization
@@ -61,6 +86,12 @@ def layernorm_forward(x, gamma, beta, eps, y, mean, rstd):
     """Per row i: mean_i, var_i (biased), rstd_i = 1 / sqrt(var_i + eps),
     y = (x - mean_i) rstd_i gamma + beta; gamma, beta may be None."""
     g, b = affine(gamma, beta, x.shape[1])
+    layernorm_forward_core(x, g, b, eps, y, mean, rstd)
+
+
+@njit(cache=True, error_model="numpy")
+def layernorm_forward_core(x, g, b, eps, y, mean, rstd):
+    """layernorm_forward with gamma and beta as float64 arrays (:func:`affine`)."""
     if x.size >= SERIAL_ELEMENTS:
         _layernorm_forward_parallel(x, g, b, eps, y, mean, rstd)
     else:
@@ -117,21 +148,28 @@ def column_sums(part, out):
 def layernorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
     """dx = rstd_i (g - mean_j(g) - xhat mean_j(g xhat)), g = dy gamma; dgamma = sum_i dy xhat;
     dbeta = sum_i dy. gamma, dx, dgamma, dbeta may be None."""
+    g, _ = affine(gamma, None, x.shape[1])
+    work = dx if dx is not None else np.empty((0, x.shape[1]), x.dtype)
+    dg, want_dg = _or_empty(dgamma, x)
+    db, want_db = _or_empty(dbeta, x)
+    layernorm_backward_core(dy, x, g, mean, rstd, work, dx is not None, dg, want_dg, db, want_db)
+
+
+@njit(cache=True, error_model="numpy")
+def layernorm_backward_core(dy, x, g, mean, rstd, dx, want_dx, dgamma, want_dgamma, dbeta, want_dbeta):
+    """layernorm_backward with gamma as a float64 array and flags for the outputs to write."""
     m, n = x.shape
-    g, _ = affine(gamma, None, n)
     chunks = -(-m // NORM_ROWS)
     part_g = np.empty((chunks, n), np.float64)
     part_b = np.empty((chunks, n), np.float64)
-    want_dx = dx is not None
-    work = dx if dx is not None else np.empty((0, n), x.dtype)
     if x.size >= SERIAL_ELEMENTS:
-        _layernorm_backward_parallel(dy, x, g, mean, rstd, work, want_dx, part_g, part_b)
+        _layernorm_backward_parallel(dy, x, g, mean, rstd, dx, want_dx, part_g, part_b)
     else:
         for c in range(chunks):
-            _layernorm_backward_chunk(dy, x, g, mean, rstd, work, want_dx, part_g, part_b, c)
-    if dgamma is not None:
+            _layernorm_backward_chunk(dy, x, g, mean, rstd, dx, want_dx, part_g, part_b, c)
+    if want_dgamma:
         column_sums(part_g, dgamma)
-    if dbeta is not None:
+    if want_dbeta:
         column_sums(part_b, dbeta)
 
 
@@ -211,8 +249,18 @@ def batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, 
     (1 - momentum) running + momentum stat, the variance unbiased, M2 / (n - 1), when
     ``unbiased``); otherwise the running statistics. rstd_j = 1 / sqrt(var_j + eps),
     y = (x - mean_j) rstd_j gamma + beta. gamma, beta, running_mean, running_var may be None."""
+    g, b = affine(gamma, beta, x.shape[1])
+    rm, use_running = _or_empty(running_mean, x)
+    rv, _ = _or_empty(running_var, x)
+    batchnorm_forward_core(x, g, b, eps, rm, rv, use_running, momentum, training, unbiased, y, mean, rstd)
+
+
+@njit(cache=True, error_model="numpy")
+def batchnorm_forward_core(x, g, b, eps, running_mean, running_var, use_running, momentum, training, unbiased, y,
+                           mean, rstd):
+    """batchnorm_forward with gamma and beta as float64 arrays and a flag for the running
+    statistics (both used, or neither)."""
     m, n = x.shape
-    g, b = affine(gamma, beta, n)
     mu = np.empty(n, np.float64)
     r = np.empty(n, np.float64)
     if training:
@@ -220,12 +268,12 @@ def batchnorm_forward(x, gamma, beta, eps, running_mean, running_var, momentum, 
         batch_moments(x, mu, q)
         for j in range(n):
             r[j] = F.inverse_std(q[j] / m, eps)
-        if running_mean is not None and running_var is not None:
+        if use_running:
             for j in range(n):
                 var = q[j] / (m - 1) if unbiased else q[j] / m
                 running_mean[j] = F.running_update(running_mean[j], mu[j], momentum)
                 running_var[j] = F.running_update(running_var[j], var, momentum)
-    elif running_mean is not None and running_var is not None:
+    elif use_running:
         for j in range(n):
             mu[j] = running_mean[j]
             r[j] = F.inverse_std(float64(running_var[j]), eps)
@@ -279,8 +327,17 @@ def _batchnorm_dx_parallel(dy, x, mean, rstd, scale, mean_dy, mean_dyx, dx):
 def batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
     """dbeta = sum_i dy; dgamma = sum_i dy xhat; dx = gamma_j rstd_j (dy - dbeta / n - xhat
     dgamma / n). gamma, dx, dgamma, dbeta may be None."""
+    g, _ = affine(gamma, None, x.shape[1])
+    work = dx if dx is not None else np.empty((0, x.shape[1]), x.dtype)
+    dg, want_dg = _or_empty(dgamma, x)
+    db, want_db = _or_empty(dbeta, x)
+    batchnorm_backward_core(dy, x, g, mean, rstd, work, dx is not None, dg, want_dg, db, want_db)
+
+
+@njit(cache=True, error_model="numpy")
+def batchnorm_backward_core(dy, x, g, mean, rstd, dx, want_dx, dgamma, want_dgamma, dbeta, want_dbeta):
+    """batchnorm_backward with gamma as a float64 array and flags for the outputs to write."""
     m, n = x.shape
-    g, _ = affine(gamma, None, n)
     mu = np.empty(n, np.float64)
     r = np.empty(n, np.float64)
     for j in range(n):
@@ -299,13 +356,13 @@ def batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
     sum_dyx = np.empty(n, np.float64)
     column_sums(part_dy, sum_dy)
     column_sums(part_dyx, sum_dyx)
-    if dgamma is not None:
+    if want_dgamma:
         for j in range(n):
             dgamma[j] = sum_dyx[j]
-    if dbeta is not None:
+    if want_dbeta:
         for j in range(n):
             dbeta[j] = sum_dy[j]
-    if dx is not None and m > 0:
+    if want_dx and m > 0:
         scale = np.empty(n, np.float64)
         for j in range(n):
             scale[j] = g[j] * r[j]

@@ -5,14 +5,16 @@ Numba (``supports`` says False where the numba backend does not run)."""
 
 
 def supports(model) -> bool:
-    """Whole steps run in compiled code when the kernels resolve to the numba backend and every
-    layer has an op in the interpreter."""
+    """Whole steps run in compiled code when the kernels resolve to the numba backend, every
+    layer has an op in the interpreter and no layer is used in two nodes (a shared layer's weight
+    gradients are added: the Python loop does that)."""
     from ..._backend import selected_name
-    from ..layers import Activation, Dense
+    from ..layers import Activation, Add, BatchNormalization, Dense, Dropout, LayerNormalization
 
+    kinds = (Dense, Activation, Dropout, LayerNormalization, BatchNormalization, Add)
     try:
-        return selected_name(model.backend) == "numba" and model._chain and all(
-            type(layer) in (Dense, Activation) for layer in model.layers)
+        return selected_name(model.backend) == "numba" and len(model.layers) == len(model.nodes) and all(
+            type(layer) in kinds for layer in model.layers)
     except Exception:  # no backend at all: the Python loop reports it properly
         return False
 

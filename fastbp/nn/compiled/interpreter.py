@@ -1,7 +1,8 @@
 """The compiled interpreter: whole training steps of a lowered model, on the numba backend.
 
 ``train_steps`` runs a chunk of steps (gather, forward, loss, backward, clipping, optimizer) of a
-model lowered to an op table (:mod:`.lowering`) without returning to Python. It calls the numba
+model lowered to a node table (:mod:`.lowering`) without returning to Python: the nodes forward
+in order, then backward in reverse, adding gradients where a slot feeds several nodes. It calls the numba
 backend's :mod:`~fastbp.backends.numba_cpu.dispatch`, the same functions and so the same
 serial/parallel choices ``fastbp.kernels`` makes: the weights after a step are the Python loop's.
 Every buffer lives in a few flat arrays, allocated once.
@@ -9,18 +10,27 @@ Every buffer lives in a few flat arrays, allocated once.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from ...activations import LINEAR
 from ...backends._cpu.tiling import GATHER_ROWS, SERIAL_ELEMENTS
 from ...backends.numba_cpu import dispatch as d
+from ...backends.numba_cpu import dropout as norm_k_drop
+from ...backends.numba_cpu import normalization as norm_k
 from ...backends.numba_cpu import optim as opt_k
 from ...backends.numba_cpu._formulas import F
 
-# layer table columns
-KIND, CODE, N_IN, N_OUT, W_OFF, B_OFF, SAVED = range(7)
-DENSE, ACTIVATION = 0, 1
+# node table columns: the kind of layer, its activation code, the width of its (first) input and
+# of its output, where its weights are (kernel or gamma, bias or beta: offsets in the flat
+# parameter buffer, -1 for none; a batch normalization's moving statistics: an offset in the flat
+# state buffer), what the backward pass keeps (y or z), and its inputs: INPUTS[IN_START:IN_START +
+# IN_COUNT] are the slots it reads (0: the batch, i + 1: node i's output)
+KIND, CODE, N_IN, N_OUT, W_OFF, B_OFF, SAVED, IN_START, IN_COUNT, S_OFF = range(10)
+DENSE, ACTIVATION, DROPOUT, LAYERNORM, BATCHNORM, ADD = range(6)
 SAVED_NONE, SAVED_Y, SAVED_Z = 0, 1, 2
+# the float table's columns: the activation's alpha or the normalization's epsilon or the dropout
+# rate; PyTorch's momentum (1 - Keras's); dropout's 1 / (1 - rate) before its rounding to the dtype
+ALPHA, EPS, RATE, MOMENTUM, SCALE = 0, 0, 0, 1, 2
 # loss and optimizer codes
 SPARSE_CE, DENSE_CE, MSE, BINARY_CE = 0, 1, 2, 3
 # regularization table columns: the coefficient for a batch of b rows is CONST + PER_ROW / b
@@ -62,51 +72,151 @@ def gather_rows(src, order, lo, dst):
 
 
 @njit(cache=True)
-def _forward(layers, alphas, params, xb, ys, zs, b):
-    h = xb
-    for i in range(layers.shape[0]):
-        kind, code, n_in, n_out = layers[i, KIND], layers[i, CODE], layers[i, N_IN], layers[i, N_OUT]
-        y = _view(ys[i], b, n_out)
-        keep_z = layers[i, SAVED] == SAVED_Z
-        z = _view(zs[i], b, n_out)
-        if kind == DENSE:
-            w = params[layers[i, W_OFF]:layers[i, W_OFF] + n_in * n_out].reshape(n_in, n_out)
-            b_off = max(layers[i, B_OFF], 0)
-            d.linear_forward_masked(h, w, params[b_off:b_off + n_out], layers[i, B_OFF] >= 0, code, alphas[i], y, z,
-                                    keep_z)
-        else:
-            if keep_z:
-                z[:, :] = h
-            d.activation_forward(h, code, alphas[i], y)
-        h = y
-    return h
+def _input(xb, ys, slot, b, width):
+    """The (b, width) array of a slot: the batch (slot 0) or an earlier node's output."""
+    return xb if slot == 0 else _view(ys[slot], b, width)
 
 
 @njit(cache=True)
-def _backward(layers, alphas, params, grads, xb, ys, zs, dxs, dzs, g, b, dummy):
-    """Gradients of every layer into ``grads``, from g = dL/d(output); ``dummy`` is any 1-D buffer
-    (the first layer's dx is not computed)."""
-    for i in range(layers.shape[0] - 1, -1, -1):
-        kind, code, n_in, n_out = layers[i, KIND], layers[i, CODE], layers[i, N_IN], layers[i, N_OUT]
-        h_in = xb if i == 0 else _view(ys[i - 1], b, n_in)
-        saved = g
-        if layers[i, SAVED] == SAVED_Y:
-            saved = _view(ys[i], b, n_out)
-        elif layers[i, SAVED] == SAVED_Z:
-            saved = _view(zs[i], b, n_out)
-        need_dx = i > 0
-        dx = _view(dxs[i], b, n_in) if need_dx else _view(dummy, 0, n_in)
+def _copy(src, dst):
+    for r in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[r, j] = src[r, j]
+
+
+@njit(cache=True)
+def _add_into(dst, src):
+    """dst += src (NumPy's elementwise order)."""
+    for r in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[r, j] += src[r, j]
+
+
+@njit(cache=True)
+def _dropout_key(seed, step):
+    """mix64 of the layer's seed for step ``step``: seed + (step + 1) golden (the Dropout layer's
+    step_seed, then the key :func:`fastbp.kernels.dropout_forward` derives from a seed)."""
+    return F.mix64((seed + uint64(step + 1) * F.GOLDEN_GAMMA) & F.MASK64)
+
+
+@njit(cache=True)
+def _norm_stats(aux, i, rows):
+    """A normalization node's saved mean and rstd (``rows`` each)."""
+    return aux[i][:rows], aux[i][rows:2 * rows]
+
+
+@njit(cache=True)
+def _forward(nodes, inputs, floats, seeds, thresholds, params, state, xb, ys, zs, aux, masks, b, t):
+    """Every node's output for the batch xb (b rows) at training step t; returns the last one."""
+    for i in range(nodes.shape[0]):
+        kind, code, n_in, n_out = nodes[i, KIND], nodes[i, CODE], nodes[i, N_IN], nodes[i, N_OUT]
+        y = _view(ys[i + 1], b, n_out)
+        h = _input(xb, ys, inputs[nodes[i, IN_START]], b, n_in)
+        w_off, b_off = nodes[i, W_OFF], nodes[i, B_OFF]
         if kind == DENSE:
-            w = params[layers[i, W_OFF]:layers[i, W_OFF] + n_in * n_out].reshape(n_in, n_out)
-            dw = grads[layers[i, W_OFF]:layers[i, W_OFF] + n_in * n_out].reshape(n_in, n_out)
+            keep_z = nodes[i, SAVED] == SAVED_Z
+            w = params[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
+            bo = max(b_off, 0)
+            d.linear_forward_masked(h, w, params[bo:bo + n_out], b_off >= 0, code, floats[i, ALPHA], y,
+                                    _view(zs[i], b if keep_z else 0, n_out), keep_z)
+        elif kind == ACTIVATION:
+            if nodes[i, SAVED] == SAVED_Z:
+                _copy(h, _view(zs[i], b, n_out))
+            d.activation_forward(h, code, floats[i, ALPHA], y)
+        elif kind == DROPOUT:
+            if floats[i, RATE] == 0:
+                _copy(h, y)
+            else:
+                norm_k_drop.dropout_forward(h.reshape(-1), _dropout_key(seeds[i], t), thresholds[i],
+                                            y.dtype.type(floats[i, SCALE]), y.reshape(-1),
+                                            masks[i][:b * n_in])
+        elif kind == ADD:
+            _copy(h, y)
+            for k in range(1, nodes[i, IN_COUNT]):
+                _add_into(y, _input(xb, ys, inputs[nodes[i, IN_START] + k], b, n_in))
+        else:
+            g, be = norm_k.affine_flags(params[max(w_off, 0):max(w_off, 0) + n_in], w_off >= 0,
+                                        params[max(b_off, 0):max(b_off, 0) + n_in], b_off >= 0, n_in)
+            if kind == LAYERNORM:
+                mean, rstd = _norm_stats(aux, i, b)
+                norm_k.layernorm_forward_core(h, g, be, floats[i, EPS], y, mean, rstd)
+            else:
+                mean, rstd = _norm_stats(aux, i, n_in)
+                s_off = nodes[i, S_OFF]
+                norm_k.batchnorm_forward_core(h, g, be, floats[i, EPS], state[s_off:s_off + n_in],
+                                              state[s_off + n_in:s_off + 2 * n_in], True, floats[i, MOMENTUM], True,
+                                              False, y, mean, rstd)
+    return _view(ys[nodes.shape[0]], b, nodes[nodes.shape[0] - 1, N_OUT])
+
+
+@njit(cache=True)
+def _backward(nodes, inputs, adds, needs, floats, thresholds, params, grads, xb, ys, gs, zs, dzs, aux, masks,
+              temps, b):
+    """Gradients of every trainable weight into ``grads``, from the loss's gradient in the last
+    slot's buffer of ``gs``: the nodes in reverse; a node writes the gradient of each input slot
+    that needs one (``needs``) into its buffer in ``gs``, or, where an earlier-run node wrote it
+    already (``adds``), into a scratch buffer in ``temps`` that is then added."""
+    last = nodes.shape[0] - 1
+    for i in range(last, -1, -1):
+        if not needs[i + 1] and i != last:
+            continue
+        kind, code, n_in, n_out = nodes[i, KIND], nodes[i, CODE], nodes[i, N_IN], nodes[i, N_OUT]
+        start, count = nodes[i, IN_START], nodes[i, IN_COUNT]
+        g = _view(gs[i + 1], b, n_out)
+        s0 = inputs[start]
+        h_in = _input(xb, ys, s0, b, n_in)
+        need_dx = needs[s0]
+        dx = _view(temps[start] if adds[start] else gs[s0], b if need_dx else 0, n_in)
+        w_off, b_off = nodes[i, W_OFF], nodes[i, B_OFF]
+        if kind == DENSE:
+            saved = g
+            if nodes[i, SAVED] == SAVED_Y:
+                saved = _view(ys[i + 1], b, n_out)
+            elif nodes[i, SAVED] == SAVED_Z:
+                saved = _view(zs[i], b, n_out)
+            w = params[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
+            dw = grads[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
             dz_is_dy = code == LINEAR
             dz = g if dz_is_dy else _view(dzs[i], b, n_out)
-            b_off = max(layers[i, B_OFF], 0)
-            d.linear_backward_masked(g, h_in, w, saved, code, alphas[i], dz, dz_is_dy, dx, need_dx, dw,
-                                     grads[b_off:b_off + n_out], layers[i, B_OFF] >= 0)
-        elif need_dx:
-            d.activation_backward(g, saved, code, alphas[i], dx)
-        g = dx
+            bo = max(b_off, 0)
+            d.linear_backward_masked(g, h_in, w, saved, code, floats[i, ALPHA], dz, dz_is_dy, dx, need_dx, dw,
+                                     grads[bo:bo + n_out], b_off >= 0)
+        elif kind == ACTIVATION:
+            if need_dx:
+                saved = g
+                if nodes[i, SAVED] == SAVED_Y:
+                    saved = _view(ys[i + 1], b, n_out)
+                elif nodes[i, SAVED] == SAVED_Z:
+                    saved = _view(zs[i], b, n_out)
+                d.activation_backward(g, saved, code, floats[i, ALPHA], dx)
+        elif kind == DROPOUT:
+            if need_dx:
+                if floats[i, RATE] == 0:
+                    _copy(g, dx)
+                else:
+                    norm_k_drop.dropout_backward(g.reshape(-1), masks[i][:b * n_in], dx.dtype.type(floats[i, SCALE]),
+                                                 dx.reshape(-1))
+        elif kind == ADD:
+            for k in range(count):
+                slot = inputs[start + k]
+                if needs[slot]:
+                    _copy(g, _view(temps[start + k] if adds[start + k] else gs[slot], b, n_in))
+        else:
+            gamma, _ = norm_k.affine_flags(params[max(w_off, 0):max(w_off, 0) + n_in], w_off >= 0,
+                                           params[0:0], False, n_in)
+            dgamma = grads[max(w_off, 0):max(w_off, 0) + n_in]
+            dbeta = grads[max(b_off, 0):max(b_off, 0) + n_in]
+            if kind == LAYERNORM:
+                mean, rstd = _norm_stats(aux, i, b)
+                norm_k.layernorm_backward_core(g, h_in, gamma, mean, rstd, dx, need_dx, dgamma, w_off >= 0, dbeta,
+                                               b_off >= 0)
+            else:
+                mean, rstd = _norm_stats(aux, i, n_in)
+                norm_k.batchnorm_backward_core(g, h_in, gamma, mean, rstd, dx, need_dx, dgamma, w_off >= 0, dbeta,
+                                               b_off >= 0)
+        for k in range(count):
+            if adds[start + k]:
+                _add_into(_view(gs[inputs[start + k]], b, n_in), _view(temps[start + k], b, n_in))
 
 
 @njit(cache=True)
@@ -185,28 +295,29 @@ def _scale(a, factor):
 
 
 @njit(cache=True)
-def _regularize(layers, reg, params, grads, b):
-    """Each Dense layer's L2 gradient c(b) kernel added to its gradient (c(b) = reg[i, CONST] +
-    reg[i, PER_ROW] / b); returns the penalty sum_i c_i(b) / 2 sum(kernel_i^2), in layer order."""
+def _regularize(nodes, reg, params, grads, b):
+    """Each Dense node's L2 gradient c(b) kernel added to its gradient (c(b) = reg[i, CONST] +
+    reg[i, PER_ROW] / b); returns the penalty sum_i c_i(b) / 2 sum(kernel_i^2), in node order."""
     penalty = 0.0
-    for i in range(layers.shape[0]):
-        if layers[i, KIND] != DENSE or (reg[i, REG_CONST] == 0.0 and reg[i, REG_PER_ROW] == 0.0):
+    for i in range(nodes.shape[0]):
+        if nodes[i, KIND] != DENSE or (reg[i, REG_CONST] == 0.0 and reg[i, REG_PER_ROW] == 0.0):
             continue
         c = reg[i, REG_CONST] + reg[i, REG_PER_ROW] / b
-        lo = layers[i, W_OFF]
-        hi = lo + layers[i, N_IN] * layers[i, N_OUT]
+        lo = nodes[i, W_OFF]
+        hi = lo + nodes[i, N_IN] * nodes[i, N_OUT]
         penalty += 0.5 * c * opt_k.l2_penalty_gradient_(grads[lo:hi], params[lo:hi], c)
     return penalty
 
 
 @njit(cache=True)
-def grad_step(x, labels, targets, order, lo, b, layers, alphas, params, grads, ys, zs, dxs, dzs, gbuf, xbuf, lbuf,
-              tbuf, loss_kind, loss_weight):
-    """The gradient of the batch x[order[lo:lo + b]] (b >= 1) into ``grads``: gather, forward, loss,
-    backward. The loss and its gradient are scaled by ``loss_weight``. Returns (the scaled mean loss,
-    the number of correct predictions)."""
+def grad_step(x, labels, targets, order, lo, b, t, nodes, inputs, adds, needs, floats, seeds, thresholds, params,
+              grads, state, ys, gs, zs, dzs, aux, masks, temps, xbuf, lbuf, tbuf, loss_kind, loss_weight):
+    """The gradient of the batch x[order[lo:lo + b]] (b >= 1) at training step t into ``grads``:
+    gather, forward, loss, backward (batch normalization's moving statistics in ``state`` are
+    updated on the way). The loss and its gradient are scaled by ``loss_weight``. Returns (the
+    scaled mean loss, the number of correct predictions)."""
     n_in = x.shape[1]
-    n_out = layers[layers.shape[0] - 1, N_OUT]
+    n_out = nodes[nodes.shape[0] - 1, N_OUT]
     xb = _view(xbuf, b, n_in)
     gather_rows(x, order, lo, xb)
     if loss_kind == SPARSE_CE:
@@ -215,8 +326,8 @@ def grad_step(x, labels, targets, order, lo, b, layers, alphas, params, grads, y
             lb[r] = labels[order[lo + r]]
     else:
         gather_rows(targets, order, lo, _view(tbuf, b, n_out))
-    out = _forward(layers, alphas, params, xb, ys, zs, b)
-    g = _view(gbuf, b, n_out)
+    out = _forward(nodes, inputs, floats, seeds, thresholds, params, state, xb, ys, zs, aux, masks, b, t)
+    g = _view(gs[nodes.shape[0]], b, n_out)
     if loss_kind == SPARSE_CE:
         correct = float(_correct(out, lbuf[:b], tbuf.reshape(-1, n_out), True))
         loss = d.softmax_cross_entropy(out, lbuf[:b], None, g)
@@ -234,26 +345,26 @@ def grad_step(x, labels, targets, order, lo, b, layers, alphas, params, grads, y
     if loss_weight != 1.0:
         _scale(g, loss_weight)
         loss *= loss_weight
-    _backward(layers, alphas, params, grads, xb, ys, zs, dxs, dzs, g, b, xbuf)
+    _backward(nodes, inputs, adds, needs, floats, thresholds, params, grads, xb, ys, gs, zs, dzs, aux, masks, temps, b)
     return loss, correct
 
 
 @njit(cache=True)
-def apply_step(layers, reg, regularized, params, grads, segments, opt, hyper, lr, t, s1, s2, s3, clip, b):
+def apply_step(nodes, reg, regularized, params, grads, segments, opt, hyper, lr, t, s1, s2, s3, clip, b):
     """The update after a batch of ``b`` rows whose gradient is in ``grads``: the regularizers'
     gradients added (``regularized``), clipping, the optimizer's step number ``t`` at rate ``lr``.
     Returns the penalty times b (0 without regularizers)."""
     penalty = 0.0
     if regularized:
-        penalty = _regularize(layers, reg, params, grads, b) * b
+        penalty = _regularize(nodes, reg, params, grads, b) * b
     _optimize(params, grads, segments, opt, hyper, lr, t, s1, s2, s3, clip)
     return penalty
 
 
 @njit(cache=True)
-def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, params, grads, segments,
-                ys, zs, dxs, dzs, gbuf, xbuf, lbuf, tbuf, loss_kind, loss_weight, reg, regularized, opt, hyper, lrs,
-                t0, s1, s2, s3, clip, stats, stop_nonfinite):
+def train_steps(x, labels, targets, order, first, last, batch, nodes, inputs, adds, needs, floats, seeds, thresholds,
+                params, grads, state, segments, ys, gs, zs, dzs, aux, masks, temps, xbuf, lbuf, tbuf, loss_kind,
+                loss_weight, reg, regularized, opt, hyper, lrs, t0, s1, s2, s3, clip, stats, stop_nonfinite):
     """Steps [first, last) of an epoch over x[order] (:func:`grad_step`, then :func:`apply_step`);
     stats += (sum of batch losses x rows, correct, the penalties' part of that sum). Returns the step
     after the last one run: ``last``, or earlier when ``stop_nonfinite`` and the running loss sum
@@ -264,11 +375,12 @@ def train_steps(x, labels, targets, order, first, last, batch, layers, alphas, p
     for step in range(first, last):
         lo = step * batch
         b = min(n, lo + batch) - lo
-        loss, correct = grad_step(x, labels, targets, order, lo, b, layers, alphas, params, grads, ys, zs, dxs, dzs,
-                                  gbuf, xbuf, lbuf, tbuf, loss_kind, loss_weight)
+        loss, correct = grad_step(x, labels, targets, order, lo, b, t0 + step - first, nodes, inputs, adds, needs,
+                                  floats, seeds, thresholds, params, grads, state, ys, gs, zs, dzs, aux, masks, temps,
+                                  xbuf, lbuf, tbuf, loss_kind, loss_weight)
         stats[0] += loss * b
         stats[1] += correct
-        penalty = apply_step(layers, reg, regularized, params, grads, segments, opt, hyper, lrs[step - first],
+        penalty = apply_step(nodes, reg, regularized, params, grads, segments, opt, hyper, lrs[step - first],
                              t0 + step - first + 1, s1, s2, s3, clip, b)
         stats[0] += penalty
         stats[2] += penalty
