@@ -39,12 +39,16 @@ def residual(depth, width, seed):
 
 
 class LearningCurve(nn.Callback):
-    """The epoch's running mean loss and accuracy every ``batch_interval`` steps."""
+    """The epoch's running mean loss and accuracy every ``every`` steps."""
 
     def __init__(self, every):
-        self.batch_interval = every
+        self.every = every
         self.steps, self.loss, self.accuracy = [], [], []
         self._epoch_start = 0
+
+    @property
+    def batch_interval(self):
+        return self.every
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = len(self.steps) and self.steps[-1]

@@ -34,6 +34,7 @@ module constants. Integer literals (``z * 0 + 0``) keep the operand's precision 
 from __future__ import annotations
 
 import math
+import struct
 
 from .activations import GELU, GELU_TANH, LEAKY_RELU, LINEAR, LOG_SOFTMAX, RELU, SIGMOID, SILU, SOFTMAX, TANH
 
@@ -52,8 +53,24 @@ MASK64 = 0xFFFFFFFFFFFFFFFF
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15
 MIX64_M1 = 0xBF58476D1CE4E5B9
 MIX64_M2 = 0x94D049BB133111EB
+# exp: Cody and Waite's reduction x = k ln 2 + r (ln 2 in two parts, fdlibm's: k ln2_hi is exact
+# for |k| < 2048), Taylor's polynomial of degree 13 on |r| <= ln(2) / 2 (truncation below 5e-18
+# relative), 2^k from the exponent field
+INV_LN2 = 1.4426950408889634
+LN2_HI = 6.93147180369123816490e-01
+LN2_LO = 1.90821492927058770002e-10
+ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2^52: (v + ROUND_MAGIC) - ROUND_MAGIC rounds |v| < 2^51 to an integer
+EXP_BIAS_MAGIC = 4503599627371519.0  # 2^52 + 1023: its low bits hold k + 1023 after kf is added
+EXP_OVERFLOW = 709.782712893384  # exp(x) > DBL_MAX above
+EXP_UNDERFLOW = -745.1332191019412  # exp(x) < half the least subnormal below
+EXP_HUGE = 1e300
+EXP_FIELD = 0x7FF
+INV_FACTORIALS = tuple(1.0 / math.factorial(n) for n in range(14))
+C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12, C13 = INV_FACTORIALS[2:]
 #: the constants that are 64-bit words (compiled as uint64, never as int64 or float)
-BITS_CONSTANTS = ("MASK64", "GOLDEN_GAMMA", "MIX64_M1", "MIX64_M2")
+BITS_CONSTANTS = ("MASK64", "GOLDEN_GAMMA", "MIX64_M1", "MIX64_M2", "EXP_FIELD")
+#: formulas that are each target's own primitive (a bit cast), not compiled from these bodies
+PRIMITIVES = ("bits_of", "float_of")
 
 # ------------------------------------------------------------------------------- activations
 
@@ -63,12 +80,46 @@ def is_rowwise(code: Code) -> bool:
     return code == SOFTMAX or code == LOG_SOFTMAX
 
 
+def bits_of(x: Real) -> Bits:
+    """The IEEE 754 bits of the double x (a primitive: each target's own bit cast)."""
+    return struct.unpack("<Q", struct.pack("<d", x))[0]
+
+
+def float_of(b: Bits) -> Real:
+    """The double whose IEEE 754 bits are b (a primitive: each target's own bit cast)."""
+    return struct.unpack("<d", struct.pack("<Q", b))[0]
+
+
+def exponent_bits(b: Bits) -> Bits:
+    """The low 11 bits of b as a double's exponent field."""
+    return (b & EXP_FIELD) << 52
+
+
+def pow2(kf: Real) -> Real:
+    """2^k for an integer-valued kf in [-1022, 1023], exactly, from the exponent field."""
+    return float_of(exponent_bits(bits_of(kf + EXP_BIAS_MAGIC)))
+
+
+def exponential(x: Real) -> Real:
+    """exp(x) within 2 units in the last place of the double result (subnormal results rounded
+    once), in arithmetic only: no library call, so a loop of it vectorizes, and the same bits on
+    every target. x = k ln 2 + r, exp(r) by Taylor's polynomial, scaled by 2^(k/2), then by
+    2^(k - k/2): both factors are normal and the first product is exact, so a subnormal result is
+    rounded once. NaN stays NaN; +inf above EXP_OVERFLOW, 0 below EXP_UNDERFLOW."""
+    kf = (x * INV_LN2 + ROUND_MAGIC) - ROUND_MAGIC
+    r = (x - kf * LN2_HI) - kf * LN2_LO
+    p = 1.0 + r * (1.0 + r * (C2 + r * (C3 + r * (C4 + r * (C5 + r * (C6 + r * (C7 + r * (C8 + r * (
+        C9 + r * (C10 + r * (C11 + r * (C12 + r * C13))))))))))))
+    half = (kf * 0.5 + ROUND_MAGIC) - ROUND_MAGIC
+    y = p * pow2(half) * pow2(kf - half)
+    return 0.0 if x < EXP_UNDERFLOW else (EXP_HUGE * EXP_HUGE if x > EXP_OVERFLOW else y)
+
+
 def sigmoid(z: Real) -> Real:
-    """1 / (1 + exp(-z)), taking exp of a non-positive number only (no overflow)."""
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+    """1 / (1 + exp(-z)), taking exp of a non-positive number only (no overflow), with
+    :func:`exponential` (vectorizes; the same bits on every target)."""
+    e = exponential(-abs(z))
+    return 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
 
 
 def relu(z: Elem) -> Elem:
@@ -413,7 +464,7 @@ def dropout_value(x: Elem, keep: bool, scale: Elem) -> Elem:
 
 #: every formula, in the order the Cython translation writes them (callees before callers)
 __all__ = [
-    "is_rowwise", "sigmoid", "relu", "relu_derivative", "leaky_relu", "leaky_relu_derivative", "gelu",
+    "is_rowwise", "bits_of", "float_of", "exponent_bits", "pow2", "exponential", "sigmoid", "relu", "relu_derivative", "leaky_relu", "leaky_relu_derivative", "gelu",
     "gelu_derivative", "gelu_tanh", "gelu_tanh_derivative", "silu_derivative", "softplus", "act_forward",
     "act_derivative", "softmax_term", "log_softmax_term", "softmax_derivative_term", "log_softmax_derivative_term",
     "cross_entropy_term", "cross_entropy_grad", "squared_error", "squared_error_grad",

@@ -3,8 +3,9 @@
 Both split the products into the same tiles (fastbp.backends._cpu.tiling, from the shape only),
 call the same one-thread BLAS on each, and run the same formulas (fastbp/formulas.py), chunked
 elementwise loops and fixed-chunk reductions in the same order: so every result without
-exp/log/tanh/erf (which a platform's libm, or a vectorized math library Numba may pick up, can
-evaluate differently) must agree to the last bit. A drifted chunk size, tile plan or
+exp/log/tanh/erf from a library (which a platform's libm, or a vectorized math library Numba may
+pick up, can evaluate differently) must agree to the last bit; the sigmoid, whose exp is
+formulas.exponential (arithmetic only), included. A drifted chunk size, tile plan or
 reduction order, or a compiler contracting ``a * b + c`` into one FMA in one backend only, shows
 here, where the conformance suite's tolerances would hide it. (The sign of zero is
 tests/test_signed_zero.py's business: assert_array_equal counts -0.0 equal to +0.0.)
@@ -55,7 +56,7 @@ def _both(call):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", LAYER_SHAPES, ids=layer_ids)
-@pytest.mark.parametrize("activation", ["linear", "relu"])
+@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid"])
 def test_linear_forward(activation, shape, dtype, rng):
     batch, n_in, n_out = shape
     x, w, b = _layer(rng, shape, dtype)
@@ -74,7 +75,7 @@ def test_linear_forward(activation, shape, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", LAYER_SHAPES, ids=layer_ids)
-@pytest.mark.parametrize("activation", ["linear", "relu"])
+@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid"])
 def test_linear_backward(activation, shape, dtype, rng):
     batch, n_in, n_out = shape
     x, w, b = _layer(rng, shape, dtype)

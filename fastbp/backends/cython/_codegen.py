@@ -177,6 +177,17 @@ def _function(node: ast.FunctionDef, formulas, constants) -> str:
     return "\n".join(lines)
 
 
+#: the formulas that are primitives (bit casts), in C: memcpy, which compilers turn into a move
+_PRIMITIVES = {
+    "bits_of": "cdef inline uint64_t bits_of(double x) noexcept nogil:\n"
+               '    """The IEEE 754 bits of the double x."""\n'
+               "    cdef uint64_t b\n    memcpy(&b, &x, 8)\n    return b",
+    "float_of": "cdef inline double float_of(uint64_t b) noexcept nogil:\n"
+                '    """The double whose IEEE 754 bits are b."""\n'
+                "    cdef double x\n    memcpy(&x, &b, 8)\n    return x",
+}
+
+
 def generate(package: Path = PACKAGE) -> str:
     """The text of ``_formulas.pxd`` for the sources under ``package``."""
     activations, formulas = _load(package)
@@ -193,6 +204,7 @@ def generate(package: Path = PACKAGE) -> str:
         "# cython: language_level=3",
         "from libc.math cimport erf, exp, fabs, log, log1p, pow, sqrt, sqrtf, tanh",
         "from libc.stdint cimport uint64_t",
+        "from libc.string cimport memcpy",
         "",
         "ctypedef fused floating:",
         "    float",
@@ -224,6 +236,9 @@ def generate(package: Path = PACKAGE) -> str:
         "        return sqrt(x)",
     ]
     for name in formulas.__all__:
+        if name in formulas.PRIMITIVES:
+            out += ["", "", _PRIMITIVES[name]]
+            continue
         out += ["", "", _function(defs[name], set(formulas.__all__), constants)]
     return "\n".join(out) + "\n"
 

@@ -13,7 +13,7 @@ from libc.math cimport sqrt
 
 from . cimport _formulas as F
 from ._common cimport rowwise_derivative, rowwise_forward
-from ._formulas cimport FORMULAS_DIGEST, LINEAR, RELU, floating
+from ._formulas cimport FORMULAS_DIGEST, LINEAR, RELU, SIGMOID, floating
 
 
 def formulas_digest():
@@ -29,6 +29,9 @@ cdef void _forward_chunk(floating* z, int code, double alpha, floating* y, Py_ss
     elif code == RELU:
         for i in range(lo, hi):
             y[i] = F.relu(z[i])
+    elif code == SIGMOID:  # (written out: the loop vectorizes, exponential included)
+        for i in range(lo, hi):
+            y[i] = <floating>F.sigmoid(z[i])
     else:
         for i in range(lo, hi):
             y[i] = <floating>F.act_forward(z[i], code, alpha)

@@ -16,7 +16,7 @@ from cython.parallel cimport prange
 
 from . cimport _formulas as F
 from ._common cimport rowwise_derivative, rowwise_forward
-from ._formulas cimport FORMULAS_DIGEST, LINEAR, RELU, floating
+from ._formulas cimport FORMULAS_DIGEST, LINEAR, RELU, SIGMOID, floating
 
 
 def formulas_digest():
@@ -88,7 +88,7 @@ cdef inline void _epilogue_row(floating* acc, floating* b, int code, double alph
     """Columns [c0, c1) of one row: v = acc + b; z = v (z not NULL); y = act(v) (v for softmax)."""
     cdef int j
     cdef floating v
-    if z != NULL or b == NULL or code != RELU:
+    if z != NULL or b == NULL or (code != RELU and code != SIGMOID):
         for j in range(c0, c1):
             v = acc[j]
             if b != NULL:
@@ -101,9 +101,12 @@ cdef inline void _epilogue_row(floating* acc, floating* b, int code, double alph
                 y[j] = F.relu(v)
             else:
                 y[j] = <floating>F.act_forward(v, code, alpha)
-    else:  # the common case, vectorized: y = relu(acc + b) in place
+    elif code == RELU:  # the common cases, vectorized: y = relu(acc + b) or sigmoid(acc + b) in place
         for j in range(c0, c1):
             y[j] = F.relu(acc[j] + b[j])
+    else:
+        for j in range(c0, c1):
+            y[j] = <floating>F.sigmoid(acc[j] + b[j])
 
 
 def linear_forward(const floating[:, ::1] x, const floating[:, ::1] w, const floating[::1] b, int code, double alpha,

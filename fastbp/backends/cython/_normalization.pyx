@@ -47,17 +47,68 @@ cdef void _column_sums(double* part, Py_ssize_t chunks, Py_ssize_t n, double* ou
 
 # --------------------------------------------------------------------------- layer normalization
 
+cdef inline double _lanes(double* s) noexcept nogil:
+    """The row sums' fixed combination of their eight lanes (numba's ``_lanes``)."""
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
+
+cdef void _row_moments(floating* x, Py_ssize_t n, double* mean, double* m2) noexcept nogil:
+    """The mean and M2 of a row by two passes, each sum in eight lanes (lane l adds the columns
+    j = l (mod 8) in order): numba's ``row_moments``, the same bits."""
+    cdef Py_ssize_t j, l
+    cdef double s[8]
+    cdef double mu, d
+    for l in range(8):
+        s[l] = 0.0
+    for j in range(0, n - 7, 8):
+        for l in range(8):
+            s[l] += x[j + l]
+    for j in range(n - n % 8, n):
+        s[j % 8] += x[j]
+    mu = _lanes(s) / n
+    for l in range(8):
+        s[l] = 0.0
+    for j in range(0, n - 7, 8):
+        for l in range(8):
+            d = x[j + l] - mu
+            s[l] += d * d
+    for j in range(n - n % 8, n):
+        d = x[j] - mu
+        s[j % 8] += d * d
+    mean[0] = mu
+    m2[0] = _lanes(s)
+
+
+cdef void _row_grad_sums(floating* dy, floating* x, double* g, Py_ssize_t n, double mu, double r, double* a,
+                         double* t) noexcept nogil:
+    """(sum_j g_j, sum_j g_j xhat_j) of a row, g_j = dy_j gamma_j, in eight lanes (numba's
+    ``_row_grad_sums``)."""
+    cdef Py_ssize_t j, l
+    cdef double sa[8]
+    cdef double st[8]
+    cdef double gj
+    for l in range(8):
+        sa[l] = 0.0
+        st[l] = 0.0
+    for j in range(0, n - 7, 8):
+        for l in range(8):
+            gj = <double>dy[j + l] * g[j + l]
+            sa[l] += gj
+            st[l] += gj * F.standardize(x[j + l], mu, r)
+    for j in range(n - n % 8, n):
+        gj = <double>dy[j] * g[j]
+        sa[j % 8] += gj
+        st[j % 8] += gj * F.standardize(x[j], mu, r)
+    a[0] = _lanes(sa)
+    t[0] = _lanes(st)
+
+
 cdef void _layernorm_row(floating* x, double* g, double* b, double eps, floating* y, floating* mean,
                          floating* rstd, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
     """Row i (x, y point at the row): its mean and rstd, and y."""
     cdef Py_ssize_t j
-    cdef double s = 0.0, q = 0.0, mu, d, r
-    for j in range(n):
-        s += x[j]
-    mu = s / n
-    for j in range(n):
-        d = x[j] - mu
-        q += d * d
+    cdef double q, mu, r
+    _row_moments(x, n, &mu, &q)
     r = F.inverse_std(q / n, eps)
     for j in range(n):
         y[j] = <floating>F.normalize(x[j], mu, r, g[j], b[j])
@@ -107,19 +158,14 @@ cdef void _layernorm_backward_chunk(floating* dy, floating* x, double* g, floati
     for i in range(r0, r1):
         mu = mean[i]
         r = rstd[i]
-        a = 0.0
-        t = 0.0
         dyr = dy + i * n
         xr = x + i * n
         for j in range(n):
             d = dyr[j]
-            xh = F.standardize(xr[j], mu, r)
-            pg[j] += d * xh
+            pg[j] += d * F.standardize(xr[j], mu, r)
             pb[j] += d
-            gj = d * g[j]
-            a += gj
-            t += gj * xh
         if dx != NULL:
+            _row_grad_sums(dyr, xr, g, n, mu, r, &a, &t)
             a /= n
             t /= n
             dxr = dx + i * n

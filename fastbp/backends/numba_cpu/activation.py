@@ -5,12 +5,12 @@ import math
 
 from numba import float64, njit, prange
 
-from ...activations import LINEAR, RELU, SOFTMAX
+from ...activations import LINEAR, RELU, SIGMOID, SOFTMAX
 from .._cpu.tiling import even_chunk
 from ._formulas import F
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def rowwise_forward(z, y, i, code):
     """Row i of y = softmax(z) or log_softmax(z), with float64 sums; y[i] may be z[i]."""
     n = z.shape[1]
@@ -32,7 +32,7 @@ def rowwise_forward(z, y, i, code):
             y[i, j] = F.log_softmax_term(z[i, j], lse)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def rowwise_derivative(dy, y, dz, i, code):
     """Row i of dz for softmax (y (dy - sum(dy y))) or log_softmax (dy - exp(y) sum(dy))."""
     n = dy.shape[1]
@@ -49,7 +49,7 @@ def rowwise_derivative(dy, y, dz, i, code):
             dz[i, j] = F.log_softmax_derivative_term(dy[i, j], y[i, j], acc)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def forward_span(z, code, alpha, y):
     """y[j] = f(z[j]) over two 1-D spans (the linear and relu loops written out, so they vectorize)."""
     if code == LINEAR:
@@ -58,12 +58,15 @@ def forward_span(z, code, alpha, y):
     elif code == RELU:
         for j in range(z.size):
             y[j] = F.relu(z[j])
+    elif code == SIGMOID:
+        for j in range(z.size):
+            y[j] = F.sigmoid(z[j])
     else:
         for j in range(z.size):
             y[j] = F.act_forward(z[j], code, alpha)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def derivative_span(dy, saved, code, alpha, dz):
     """dz[j] = dy[j] f'(saved[j]) over 1-D spans (saved: y or z; unread for linear)."""
     if code == LINEAR:
@@ -77,7 +80,7 @@ def derivative_span(dy, saved, code, alpha, dz):
             dz[j] = F.act_derivative(dy[j], saved[j], code, alpha)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def activation_forward(z, code, alpha, y):
     """y = f(z) for 2-D z: elementwise in even_chunk pieces, or softmax/log_softmax along rows."""
     if F.is_rowwise(code):
@@ -91,7 +94,7 @@ def activation_forward(z, code, alpha, y):
         forward_span(zf[lo:hi], code, alpha, yf[lo:hi])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def activation_backward(dy, saved, code, alpha, dz):
     """dz = dy * f'(.) for 2-D dy, with saved = y or z (anything of dy's shape, e.g. dy, for linear)."""
     if F.is_rowwise(code):
@@ -105,7 +108,7 @@ def activation_backward(dy, saved, code, alpha, dz):
         derivative_span(dyf[lo:hi], sf[lo:hi], code, alpha, dzf[lo:hi])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def activation_forward_serial(z, code, alpha, y):
     """activation_forward on the calling thread (small arrays)."""
     if F.is_rowwise(code):
@@ -115,7 +118,7 @@ def activation_forward_serial(z, code, alpha, y):
     forward_span(z.reshape(-1), code, alpha, y.reshape(-1))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def activation_backward_serial(dy, saved, code, alpha, dz):
     """activation_backward on the calling thread (small arrays)."""
     if F.is_rowwise(code):

@@ -9,7 +9,7 @@ except dz, which is dy itself (dz_is_dy, nothing written) for the linear activat
 import numpy as np
 from numba import njit, prange
 
-from ...activations import LINEAR, RELU
+from ...activations import LINEAR, RELU, SIGMOID
 from .._cpu.tiling import DB_ROWS, SERIAL_ELEMENTS, tile_shape
 from .._cpu.tiling import plan_backward as _plan_backward
 from ._blas import gemm
@@ -17,14 +17,14 @@ from ._formulas import F
 from .activation import rowwise_derivative, rowwise_forward
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def is_serial(m, n, k):
     """True when the forward (m, n, k) product is a single tile (run on the calling thread)."""
     rb, cb = tile_shape(m, n, k, False)
     return rb >= m and cb >= n
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _forward_tile(x, w, b, code, alpha, y, z, r0, r1, c0, c1):
     k = x.shape[1]
     n = w.shape[1]
@@ -44,6 +44,9 @@ def _forward_tile(x, w, b, code, alpha, y, z, r0, r1, c0, c1):
         elif code == RELU:
             for j in range(yr.size):
                 yr[j] = F.relu(yr[j])
+        elif code == SIGMOID:  # (written out: the loop vectorizes, exponential included)
+            for j in range(yr.size):
+                yr[j] = F.sigmoid(yr[j])
         elif F.is_rowwise(code):  # (whole rows per tile)
             rowwise_forward(y, y, i, code)
         else:
@@ -51,7 +54,7 @@ def _forward_tile(x, w, b, code, alpha, y, z, r0, r1, c0, c1):
                 yr[j] = F.act_forward(yr[j], code, alpha)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def linear_forward(x, w, b, code, alpha, y, z):
     """y = act(x @ w + b) (z = x @ w + b kept when z is not None); b and z may be None."""
     m, k = x.shape
@@ -65,13 +68,13 @@ def linear_forward(x, w, b, code, alpha, y, z):
         _forward_tile(x, w, b, code, alpha, y, z, r0, min(m, r0 + rb), c0, min(n, c0 + cb))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def linear_forward_serial(x, w, b, code, alpha, y, z):
     """linear_forward as one tile on the calling thread (small problems: no parallel launch)."""
     _forward_tile(x, w, b, code, alpha, y, z, 0, x.shape[0], 0, w.shape[1])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _dz_chunk(dy, saved, code, alpha, dz, dz_is_dy, db_part, want_db, c, r0, r1):
     """dz = dy * f'(.) on rows [r0, r1) and the chunk's column sums into db_part[c] (float64)."""
     n = dy.shape[1]
@@ -102,7 +105,7 @@ def _dz_chunk(dy, saved, code, alpha, dz, dz_is_dy, db_part, want_db, c, r0, r1)
                 acc[j] += dzr[j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _dw_tile(x, dz, dw, t, rb):
     """Rows [t rb, (t + 1) rb) of dw = x.T @ dz (OpenBLAS's small kernels take these)."""
     m, k = x.shape
@@ -112,7 +115,7 @@ def _dw_tile(x, dz, dw, t, rb):
     gemm(True, False, k1 - k0, n, m, 1.0, x, k0, k, dz, 0, n, 0.0, dw, k0 * n, n)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _dx_tile(dz, w, dx, t, cb):
     """Columns [t cb, (t + 1) cb) of dx = dz @ w.T. Column tiles, not row tiles: each packs only
     its block of w."""
@@ -123,14 +126,14 @@ def _dx_tile(dz, w, dx, t, cb):
     gemm(False, True, m, k1 - k0, n, 1.0, dz, 0, n, w, k0 * n, n, 0.0, dx, k0, k)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def backward_is_serial(m, k, n, need_dx):
     """True when both backward products are single tiles and dz is small: run on the calling thread."""
     n_dw, n_dx = _plan_backward(m, k, n, need_dx)[1::2]
     return n_dw <= 1 and n_dx <= 1 and m * n < SERIAL_ELEMENTS
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _finish_db(db_part, db):
     """db = sum of the chunk partial sums, in chunk order (float64 accumulation)."""
     n = db.shape[0]
@@ -141,7 +144,7 @@ def _finish_db(db_part, db):
         db[j] = acc
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def linear_backward(dy, x, w, saved, code, alpha, dz, dz_is_dy, dx, need_dx, dw, db):
     """dz = dy * f'(.); dw = x.T @ dz; db = column sums of dz (db may be None); dx = dz @ w.T when
     need_dx (else dx is not touched: pass any 2-D array of the dtype, e.g. empty (0, in)).
@@ -179,7 +182,7 @@ def linear_backward(dy, x, w, saved, code, alpha, dz, dz_is_dy, dx, need_dx, dw,
             _dx_tile(dz, w, dx, t, cb_dx)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def linear_backward_serial(dy, x, w, saved, code, alpha, dz, dz_is_dy, dx, need_dx, dw, db):
     """linear_backward on the calling thread (small problems: no parallel launch)."""
     m, k = x.shape

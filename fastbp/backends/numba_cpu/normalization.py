@@ -58,16 +58,86 @@ def _or_empty(a, like):
 # --------------------------------------------------------------------------- layer normalization
 
 @njit(cache=True, inline="always", error_model="numpy")
+def _lanes(s0, s1, s2, s3, s4, s5, s6, s7):
+    """The row sums' fixed combination of their eight lanes."""
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def row_moments(x, i):
+    """(mean, M2) of row i, float64, by two passes. Each sum runs in eight lanes, lane l adding
+    the columns j = l (mod 8) in order, the lanes combined by :func:`_lanes` (eight independent
+    chains of additions: vectorized, where one chain is bound by the adder's latency)."""
+    n = x.shape[1]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for j in range(0, n - 7, 8):
+        s0 += float64(x[i, j])
+        s1 += float64(x[i, j + 1])
+        s2 += float64(x[i, j + 2])
+        s3 += float64(x[i, j + 3])
+        s4 += float64(x[i, j + 4])
+        s5 += float64(x[i, j + 5])
+        s6 += float64(x[i, j + 6])
+        s7 += float64(x[i, j + 7])
+    t = n - n % 8
+    for j in range(t, n):  # the last n % 8 columns: lanes 0 .. n % 8 - 1
+        v = float64(x[i, j])
+        if j == t:
+            s0 += v
+        elif j == t + 1:
+            s1 += v
+        elif j == t + 2:
+            s2 += v
+        elif j == t + 3:
+            s3 += v
+        elif j == t + 4:
+            s4 += v
+        elif j == t + 5:
+            s5 += v
+        else:
+            s6 += v
+    mu = _lanes(s0, s1, s2, s3, s4, s5, s6, s7) / n
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for j in range(0, n - 7, 8):
+        d0 = float64(x[i, j]) - mu
+        d1 = float64(x[i, j + 1]) - mu
+        d2 = float64(x[i, j + 2]) - mu
+        d3 = float64(x[i, j + 3]) - mu
+        d4 = float64(x[i, j + 4]) - mu
+        d5 = float64(x[i, j + 5]) - mu
+        d6 = float64(x[i, j + 6]) - mu
+        d7 = float64(x[i, j + 7]) - mu
+        s0 += d0 * d0
+        s1 += d1 * d1
+        s2 += d2 * d2
+        s3 += d3 * d3
+        s4 += d4 * d4
+        s5 += d5 * d5
+        s6 += d6 * d6
+        s7 += d7 * d7
+    for j in range(t, n):
+        d = float64(x[i, j]) - mu
+        if j == t:
+            s0 += d * d
+        elif j == t + 1:
+            s1 += d * d
+        elif j == t + 2:
+            s2 += d * d
+        elif j == t + 3:
+            s3 += d * d
+        elif j == t + 4:
+            s4 += d * d
+        elif j == t + 5:
+            s5 += d * d
+        else:
+            s6 += d * d
+    return mu, _lanes(s0, s1, s2, s3, s4, s5, s6, s7)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _layernorm_row(x, g, b, eps, y, mean, rstd, i):
     n = x.shape[1]
-    s = 0.0
-    for j in range(n):
-        s += float64(x[i, j])
-    mu = s / n
-    q = 0.0
-    for j in range(n):
-        d = float64(x[i, j]) - mu
-        q += d * d
+    mu, q = row_moments(x, i)
     r = F.inverse_std(q / n, eps)
     for j in range(n):
         y[i, j] = F.normalize(x[i, j], mu, r, g[j], b[j])
@@ -111,21 +181,76 @@ def _layernorm_backward_chunk(dy, x, g, mean, rstd, dx, want_dx, part_g, part_b,
     for i in range(c * NORM_ROWS, min(m, (c + 1) * NORM_ROWS)):
         mu = float64(mean[i])
         r = float64(rstd[i])
-        a = 0.0
-        t = 0.0
         for j in range(n):
             d = float64(dy[i, j])
-            xh = F.standardize(x[i, j], mu, r)
-            pg[j] += d * xh
+            pg[j] += d * F.standardize(x[i, j], mu, r)
             pb[j] += d
-            gj = d * g[j]
-            a += gj
-            t += gj * xh
         if want_dx:
+            a, t = _row_grad_sums(dy, x, g, i, mu, r)
             a /= n
             t /= n
             for j in range(n):
                 dx[i, j] = F.normalize_grad(float64(dy[i, j]) * g[j], F.standardize(x[i, j], mu, r), r, a, t)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_grad_sums(dy, x, g, i, mu, r):
+    """(sum_j g_j, sum_j g_j xhat_j) of row i, g_j = dy_j gamma_j, in eight lanes as
+    :func:`row_moments` sums."""
+    n = x.shape[1]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = 0.0
+    for j in range(0, n - 7, 8):
+        g0 = float64(dy[i, j]) * g[j]
+        g1 = float64(dy[i, j + 1]) * g[j + 1]
+        g2 = float64(dy[i, j + 2]) * g[j + 2]
+        g3 = float64(dy[i, j + 3]) * g[j + 3]
+        g4 = float64(dy[i, j + 4]) * g[j + 4]
+        g5 = float64(dy[i, j + 5]) * g[j + 5]
+        g6 = float64(dy[i, j + 6]) * g[j + 6]
+        g7 = float64(dy[i, j + 7]) * g[j + 7]
+        a0 += g0
+        a1 += g1
+        a2 += g2
+        a3 += g3
+        a4 += g4
+        a5 += g5
+        a6 += g6
+        a7 += g7
+        t0 += g0 * F.standardize(x[i, j], mu, r)
+        t1 += g1 * F.standardize(x[i, j + 1], mu, r)
+        t2 += g2 * F.standardize(x[i, j + 2], mu, r)
+        t3 += g3 * F.standardize(x[i, j + 3], mu, r)
+        t4 += g4 * F.standardize(x[i, j + 4], mu, r)
+        t5 += g5 * F.standardize(x[i, j + 5], mu, r)
+        t6 += g6 * F.standardize(x[i, j + 6], mu, r)
+        t7 += g7 * F.standardize(x[i, j + 7], mu, r)
+    t = n - n % 8
+    for j in range(t, n):
+        gj = float64(dy[i, j]) * g[j]
+        gx = gj * F.standardize(x[i, j], mu, r)
+        if j == t:
+            a0 += gj
+            t0 += gx
+        elif j == t + 1:
+            a1 += gj
+            t1 += gx
+        elif j == t + 2:
+            a2 += gj
+            t2 += gx
+        elif j == t + 3:
+            a3 += gj
+            t3 += gx
+        elif j == t + 4:
+            a4 += gj
+            t4 += gx
+        elif j == t + 5:
+            a5 += gj
+            t5 += gx
+        else:
+            a6 += gj
+            t6 += gx
+    return _lanes(a0, a1, a2, a3, a4, a5, a6, a7), _lanes(t0, t1, t2, t3, t4, t5, t6, t7)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
