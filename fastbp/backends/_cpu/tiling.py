@@ -35,6 +35,9 @@ SERIAL_ELEMENTS = 1 << 15
 #: rows per chunk of the normalization kernels' column reductions (batch statistics merged by
 #: Chan's formula chunk by chunk, and the gamma/beta gradients' column sums)
 NORM_ROWS = 64
+#: memory-bound elementwise work (dropout: a few cycles an element once vectorized) below which a
+#: kernel runs on the calling thread: a parallel launch costs more than the work up to about here
+LIGHT_SERIAL_ELEMENTS = 1 << 20
 #: rows gathered per parallel chunk of a training batch (fewer than two chunks: one thread)
 GATHER_ROWS = 32
 

@@ -207,10 +207,10 @@ def clip_value_(arrays, clip):
         _ew.clip_value_(_flat(a), clip, _even(a.size), _threads())
 
 
-def _parallel_threads(size: int) -> int:
+def _parallel_threads(size: int, serial_below: int = _tiling.SERIAL_ELEMENTS) -> int:
     """The threads of a normalization or dropout loop over ``size`` elements: 1 (the calling
-    thread) below SERIAL_ELEMENTS, as the numba dispatch does (results do not depend on it)."""
-    return _threads() if size >= _tiling.SERIAL_ELEMENTS else 1
+    thread) below ``serial_below``, as the numba kernels choose (results do not depend on it)."""
+    return _threads() if size >= serial_below else 1
 
 
 def layernorm_forward(x, gamma, beta, eps, y, mean, rstd):
@@ -234,8 +234,9 @@ def batchnorm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
 
 def dropout_forward(x, key, threshold, scale, y, mask):
     _drop.dropout_forward(_flat(x), key, threshold, scale, _flat(y), _flat(mask), _even(x.size),
-                          _parallel_threads(x.size))
+                          _parallel_threads(x.size, _tiling.LIGHT_SERIAL_ELEMENTS))
 
 
 def dropout_backward(dy, mask, scale, dx):
-    _drop.dropout_backward(_flat(dy), _flat(mask), scale, _flat(dx), _even(dy.size), _parallel_threads(dy.size))
+    _drop.dropout_backward(_flat(dy), _flat(mask), scale, _flat(dx), _even(dy.size),
+                           _parallel_threads(dy.size, _tiling.LIGHT_SERIAL_ELEMENTS))

@@ -3,7 +3,7 @@
 same pass; elementwise over flat chunks (:func:`.._cpu.tiling.even_chunk`)."""
 from numba import njit, prange, uint64
 
-from .._cpu.tiling import SERIAL_ELEMENTS, even_chunk
+from .._cpu.tiling import LIGHT_SERIAL_ELEMENTS, even_chunk
 from ._formulas import F
 
 
@@ -39,7 +39,7 @@ def _backward_parallel(dy, mask, scale, dx):
 def dropout_forward(x, key, threshold, scale, y, mask):
     """Flat (1-D) arrays: mask[i] = keep_i = dropout_keep(key, i, threshold) (0 or 1);
     y[i] = x[i] scale where kept, x[i] 0 where dropped. key, threshold: uint64; scale: x's dtype."""
-    if x.size >= SERIAL_ELEMENTS:
+    if x.size >= LIGHT_SERIAL_ELEMENTS:
         _forward_parallel(x, key, threshold, scale, y, mask)
     else:
         _forward_span(x, key, threshold, scale, y, mask, 0, x.size)
@@ -48,7 +48,7 @@ def dropout_forward(x, key, threshold, scale, y, mask):
 @njit(cache=True)
 def dropout_backward(dy, mask, scale, dx):
     """Flat arrays: dx[i] = dy[i] scale where mask[i] != 0, dy[i] 0 elsewhere."""
-    if dy.size >= SERIAL_ELEMENTS:
+    if dy.size >= LIGHT_SERIAL_ELEMENTS:
         _backward_parallel(dy, mask, scale, dx)
     else:
         _backward_span(dy, mask, scale, dx, 0, dy.size)
