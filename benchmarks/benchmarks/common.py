@@ -41,6 +41,8 @@ def fastbp_backend(backend):
 
 
 def torch_or_skip():
+    if os.environ.get("FASTBP_BENCH_NO_TORCH"):  # (ci/bench_quick.sh: PyTorch is in the test extra)
+        raise NotImplementedError("PyTorch contenders are off (FASTBP_BENCH_NO_TORCH)")
     try:
         import torch
     except ImportError:
