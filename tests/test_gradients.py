@@ -126,34 +126,23 @@ def _check_fd(loss, grads, wrt):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
-def test_layernorm_backward_matches_finite_differences(backend, affine, rng):
-    x = rng.standard_normal((4, 6)) * 2 + 1
-    gamma, beta = (rng.uniform(0.5, 1.5, 6), rng.standard_normal(6)) if affine else (None, None)
-    r = rng.standard_normal((4, 6))
+@pytest.mark.parametrize("kind, shape, center", [("layernorm", (4, 6), 1), ("batchnorm", (70, 3), 5)])
+def test_normalization_backward_matches_finite_differences(kind, shape, center, backend, affine, rng):
+    """Layer normalization per row; batch normalization through the batch statistics (training),
+    70 rows: across one chunk boundary."""
+    forward, backward = getattr(K, f"{kind}_forward"), getattr(K, f"{kind}_backward")
+    x = rng.standard_normal(shape) * 2 + center
+    n = shape[1]
+    gamma, beta = (rng.uniform(0.5, 1.5, n), rng.standard_normal(n)) if affine else (None, None)
+    r = rng.standard_normal(shape)
 
     def loss():
-        return float(np.sum(K.layernorm_forward(x, gamma, beta, eps=1e-3, backend=backend)[0] * r))
+        return float(np.sum(forward(x, gamma, beta, eps=1e-3, backend=backend)[0] * r))
 
-    _, mean, rstd = K.layernorm_forward(x, gamma, beta, eps=1e-3, backend=backend)
-    dx, dgamma, dbeta = K.layernorm_backward(r, x, gamma, mean, rstd, backend=backend)
+    _, mean, rstd = forward(x, gamma, beta, eps=1e-3, backend=backend)
+    dx, dgamma, dbeta = backward(r, x, gamma, mean, rstd, backend=backend)
     _check_fd(loss, (dx, dgamma, dbeta) if affine else (dx,), (x, gamma, beta) if affine else (x,))
     np.testing.assert_allclose(dbeta, r.sum(axis=0), rtol=1e-12)  # (no beta: still the sum of dy)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
-def test_batchnorm_backward_matches_finite_differences(backend, affine, rng):
-    """The gradient through the batch statistics (training), 70 rows: across one chunk boundary."""
-    x = rng.standard_normal((70, 3)) * 2 + 5
-    gamma, beta = (rng.uniform(0.5, 1.5, 3), rng.standard_normal(3)) if affine else (None, None)
-    r = rng.standard_normal((70, 3))
-
-    def loss():
-        return float(np.sum(K.batchnorm_forward(x, gamma, beta, eps=1e-3, backend=backend)[0] * r))
-
-    _, mean, rstd = K.batchnorm_forward(x, gamma, beta, eps=1e-3, backend=backend)
-    dx, dgamma, dbeta = K.batchnorm_backward(r, x, gamma, mean, rstd, backend=backend)
-    _check_fd(loss, (dx, dgamma, dbeta) if affine else (dx,), (x, gamma, beta) if affine else (x,))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
