@@ -104,7 +104,7 @@ class Dropout:
     def setup(self, backend, dtype, shape):
         x, _, _, dy = _data(dtype, shape)
         y, mask, dx = np.empty_like(x), np.empty(x.shape, np.uint8), np.empty_like(x)
-        scale = dtype(1 / 0.8)
+        scale = np.dtype(dtype).type(1 / 0.8)
 
         def fastbp_dropout(K, name):
             def run():
