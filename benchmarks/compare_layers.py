@@ -17,6 +17,17 @@ spinning threads slow the other side), which loads the data, builds the model, t
 warm-up epoch on a slice, then times ``--epochs`` epochs and exits. Medians over rounds and
 epochs are printed with the ratios the layers issue asks for: dropout and normalization against
 the plain MLP (fastbp), and PyTorch against fastbp per model.
+
+``--interleaved`` measures the layers' overhead with less noise: one fastbp process builds every
+model, then times their epochs in turn (the order rotating each epoch), so that a slow spell of
+the machine falls on all of them; each model's epoch is divided by the plain MLP's epoch of the
+same turn and the median of those ratios is printed.
+
+``--fusion-ceiling`` times what fusing the residual Add into the Dense kernels could save in the
+``residual`` model: per block and step, the compiled loop's separate passes over the 128x64 block
+(forward: copy and add; backward: the gradient copied to both inputs and the Dense's dx added),
+summed over the epoch. A fused ``linear_forward(residual=)`` / ``linear_backward(accumulate_dx=)``
+removes at most these passes.
 """
 from __future__ import annotations
 
@@ -145,6 +156,70 @@ def worker(contender, name, data, batch, epochs):
     print(json.dumps(times), flush=True)
 
 
+def interleaved_worker(names, data, batch, epochs):
+    """All ``names`` (fastbp) in this process, their epochs in rotating order; JSON of the times."""
+    import fastbp
+
+    x, y = _load(data)
+    fastbp.set_num_threads(THREADS)
+    models = {m: fastbp_model(m) for m in names}
+    for model in models.values():
+        model.fit(x[:batch * 8], y[:batch * 8], batch_size=batch, epochs=1, verbose=0)
+    times = {m: [] for m in names}
+    for e in range(epochs):
+        for m in names[e % len(names):] + names[:e % len(names)]:
+            t = time.perf_counter()
+            models[m].fit(x, y, batch_size=batch, epochs=1, verbose=0)
+            times[m].append(time.perf_counter() - t)
+    print(json.dumps(times), flush=True)
+
+
+def fusion_ceiling(batch, rounds=7, reps=20000):
+    """Seconds per epoch of the residual model's Add passes (the most a fusion could save)."""
+    from fastbp.nn.compiled.interpreter import _add_into, _copy
+
+    a, b, c, t = (np.random.default_rng(i).standard_normal((batch, WIDTH)).astype(np.float32) for i in range(4))
+
+    def block():
+        _copy(a, b)  # forward: y = h
+        _add_into(b, c)  # y += dense(h)
+        _copy(a, b)  # backward: the gradient to the skip input
+        _copy(a, t)  # ... and to the Dense's output
+        _add_into(b, t)  # the Dense's dx added to the skip's gradient
+    block()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(reps):
+            block()
+        times.append((time.perf_counter() - start) / reps)
+    per_block = statistics.median(times)
+    steps = -(-60000 // batch)
+    print(f"residual Add passes: {per_block * 1e6:.2f} us per block and step (5 calls from Python, their dispatch "
+          f"included) x {DEPTH - 1} blocks x {steps} steps = {per_block * (DEPTH - 1) * steps:.3f} s per epoch")
+    return 0
+
+
+def interleaved(args, data):
+    names = [m for m in args.models if m.startswith("mlp")]
+    if names[0] != "mlp":
+        names = ["mlp"] + [m for m in names if m != "mlp"]
+    times = {m: [] for m in names}
+    for _ in range(args.rounds):
+        out = subprocess.run([sys.executable, __file__, "--data", data, "--batch", str(args.batch), "--epochs",
+                              str(args.epochs), "--worker", "interleaved", ",".join(names)],
+                             capture_output=True, text=True, check=True)
+        for m, ts in json.loads(out.stdout.strip().splitlines()[-1]).items():
+            times[m] += ts
+    print(f"{'model':<15}{'fastbp s':>10}{'fastest':>9}{'/ mlp (median of paired epochs)':>33}")
+    for m in names:
+        ratio = statistics.median(t / p for t, p in zip(times[m], times["mlp"]))
+        print(f"{m:<15}{statistics.median(times[m]):>10.3f}{min(times[m]):>9.3f}{ratio:>32.3f}x")
+    for m, ts in times.items():
+        print(f"  fastbp {m}: " + " ".join(f"{t:.2f}" for t in ts))
+    return 0
+
+
 def _cpu():
     try:
         with open("/proc/cpuinfo") as f:
@@ -160,10 +235,16 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--fusion-ceiling", action="store_true",
+                        help="what fusing the residual Add into the Dense kernels could save per epoch")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="the layers' overhead only: every mlp model in one fastbp process, epochs in turn")
     parser.add_argument("--data", default=None)
     parser.add_argument("--worker", nargs=2, metavar=("CONTENDER", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     data = args.data or os.environ.get("FASTBP_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    if args.worker and args.worker[0] == "interleaved":
+        return interleaved_worker(args.worker[1].split(","), data, args.batch, args.epochs)
     if args.worker:
         return worker(args.worker[0], args.worker[1], data, args.batch, args.epochs)
     try:
@@ -173,6 +254,13 @@ def main(argv=None):
         torch_version = None
     import fastbp
 
+    if args.fusion_ceiling:
+        print(f"CPU: {_cpu()}; fastbp {fastbp.__version__}; one thread (the loop runs these passes serially)")
+        return fusion_ceiling(args.batch)
+    if args.interleaved:
+        print(f"CPU: {_cpu()}; fastbp {fastbp.__version__}; {THREADS} threads, batch {args.batch}, {args.rounds} "
+              f"processes x {args.epochs} epochs per model, the models' epochs interleaved")
+        return interleaved(args, data)
     contenders = ["fastbp"] + (["torch"] if torch_version and not args.no_torch else [])
     print(f"CPU: {_cpu()}; fastbp {fastbp.__version__}, torch {torch_version or 'not installed'}; {THREADS} threads, "
           f"batch {args.batch}, {args.rounds} rounds x {args.epochs} epochs, one process at a time (medians)")

@@ -74,3 +74,11 @@ def test_cold_start_probes_call_every_public_kernel(tmp_path):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert [c[0] for c in report["calls"]] == list(script.KERNELS)
     assert all(first > 0 and second > 0 for _, first, second in report["calls"])
+
+
+def test_compare_layers_fusion_ceiling_times_the_residual_add_passes(capsys):
+    """The residual Add's separate passes (what a fused epilogue could save) are timed and scaled
+    to the epoch: 23 blocks x 469 steps at batch 128."""
+    script = _script("compare_layers")
+    assert script.fusion_ceiling(128, rounds=1, reps=10) == 0
+    assert "x 23 blocks x 469 steps" in capsys.readouterr().out
