@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 import fastbp
+from benchmarks import environment
 from fastbp import kernels as K
 
 # the contenders' warm speed: Numba compiles in this process, not in a background worker
@@ -249,6 +250,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
     parser.add_argument("--cython", action="store_true", help="time the cython backend against numba and NumPy instead")
+    parser.add_argument("--json", default=None, help="also write the rows here (report.py reads them)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 15)
     global torch
@@ -263,6 +265,8 @@ def main(argv=None):
     print(f"fastbp {fastbp.__version__} backend {fastbp._backend.auto_backend()} "
           f"numpy {np.__version__} torch {torch.__version__ if torch else 'not installed'} threads {THREADS} "
           f"rounds {rounds} (medians)")
+    described = environment.describe(["fastbp", "numpy"] + (["torch"] if torch is not None else []))
+    print("\n".join(described))
     rows = []
     if args.cython:
         bench_cython(rows, rounds)
@@ -287,6 +291,13 @@ def main(argv=None):
         extra = f"  ({row[5]})" if len(row) > 5 else ""
         tgt = "" if target is None else f">={target:g}"
         print(f"{name:<38} {base_name:<34} {ours * 1e6:>8.1f}us {base * 1e6:>8.1f}us {ratio:>6.2f}x {tgt:>7} {ok}{extra}")
+    if args.json:
+        import json
+
+        table = [dict(case=r[0], baseline=r[1], fastbp_s=median(r[2]), baseline_s=median(r[3]),
+                      ratio=median_ratio(r[3], r[2])) for r in rows]
+        with open(args.json, "w") as f:
+            json.dump({"environment": described, "rounds": rounds, "rows": table}, f, indent=1)
     return 1 if failed else 0
 
 

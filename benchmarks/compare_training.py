@@ -1,20 +1,26 @@
 """One training epoch of the classic MNIST MLP (784-128 relu-10 softmax, Adam, sparse CE):
-fastbp.nn against PyTorch CPU eager (the standard nn.Sequential + Adam loop), in one process.
+fastbp.nn (``fastbp``: its default backend; ``fastbp:cython``; ``fastbp:numpy``, the reference)
+against PyTorch CPU eager, Keras on TensorFlow and scikit-learn's MLPClassifier, one process at
+a time.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_training.py [--rounds 7]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_training.py [--rounds 5] [--json F]
 
-Real MNIST (FASTBP_DATA or ../shared/data), float32, 2 threads each, epochs alternated between
-the contenders; medians. Each contender runs in its own worker process, started once and kept
-warm: in one process, PyTorch's OpenMP pool and Numba's slow each other down (measured here: a
-PyTorch epoch 2.0 s alone, 6.7 s beside a Numba pool; or the other way round, depending on which
-pool started first), which would measure the neighbour, not the contender. Also the
-matrix-product floor: the epoch's GEMM flops at the BLAS rate measured here (NumPy, 1024^3).
-fastbp's compiled loop picks 2 or 1 threads chunk by chunk (``FASTBP_ADAPTIVE_THREADS=0`` in the
-environment keeps it on 2); every round's time is printed, since this machine's state shows there.
+Real MNIST (FASTBP_DATA or ../shared/data), float32 inputs, 2 threads each. Each round starts
+one process per contender in turn (the order reversed every other round), which loads the data,
+builds and warms up its model, times ``--epochs`` epochs, prints them and exits: no two
+contenders are ever alive together. (Kept warm side by side, an idle contender's spinning
+threads slowed the other one: PyTorch epochs of 13.5-106 s against 2.7-3.1 s alone.) The
+contenders present are those installed: PyTorch and scikit-learn come with the ``compare``
+extra, TensorFlow too where it has wheels.
+
+Also printed: the CPU and each contender's BLAS, and the matrix-product floor: the epoch's GEMM
+flops (:func:`epoch_flops`) at the one-process BLAS rate measured here (NumPy, 1024^3, float32).
+Medians over rounds; every epoch is printed too, since this machine's state shows in them.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -24,15 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-import fastbp
-from benchmarks.common import fastbp_mnist_epoch, torch_mnist_epoch  # the asv suite's epoch builders
-from fastbp.datasets import load_mnist
+from benchmarks import environment
+from benchmarks.common import EPOCHS, THREADS, fastbp_mnist_epoch
 
 # the contenders' warm speed: Numba compiles in this process, not in a background worker
 os.environ.setdefault("FASTBP_BACKGROUND_COMPILE", "0")
 
-THREADS = 2
-GAP_S = 0.3
+CONTENDERS = ("fastbp", "fastbp:cython", "fastbp:numpy", "torch", "tensorflow", "sklearn")
+MODULES = {"torch": "torch", "tensorflow": "tensorflow", "sklearn": "sklearn"}
 
 
 def epoch_flops(n, n_in=784, hidden=128, classes=10):
@@ -43,6 +48,7 @@ def epoch_flops(n, n_in=784, hidden=128, classes=10):
 
 
 def blas_rate(rounds=5):
+    """float32 GEMM flop/s of NumPy's BLAS on 1024^3 (the median of ``rounds``)."""
     a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
     a @ a
     times = []
@@ -54,72 +60,94 @@ def blas_rate(rounds=5):
 
 
 def _load(data):
+    from fastbp.datasets import load_mnist
+
     (x, y), _ = load_mnist(data, download=False)
     return (x.reshape(-1, 784) / 255.0).astype(np.float32), y
 
 
-def worker(name, data, batch):
-    """Serve epochs on request: read a line, run one epoch, print its seconds."""
+def worker(name, data, batch, epochs):
+    """Build and warm up ``name``'s epoch, time ``epochs`` of them, print the seconds as JSON."""
     x, y = _load(data)
-    if name == "torch":
-        run = torch_mnist_epoch(x, y, batch)  # (sets PyTorch's threads to common.THREADS, 2)
-        run()
-    else:
+    if name.startswith("fastbp"):
+        import fastbp
+
         fastbp.set_num_threads(THREADS)
-        run = fastbp_mnist_epoch(x, y, batch)
-    print("ready", flush=True)
-    for _ in sys.stdin:
+        run = fastbp_mnist_epoch(x, y, batch, name.partition(":")[2] or None)
+    else:
+        run = EPOCHS[name](x, y, batch)
+        run()  # PyTorch's builder does not warm up itself
+    times = []
+    for _ in range(epochs):
         t = time.perf_counter()
         run()
-        print(time.perf_counter() - t, flush=True)
+        times.append(time.perf_counter() - t)
+    print(json.dumps(times), flush=True)
+
+
+def describe(contenders):
+    """(the CPU and BLAS lines, NumPy's GEMM flop/s), printed as JSON by a process of their own so
+    that this one imports no contender and starts no thread pool."""
+    print(json.dumps([environment.describe(contenders), blas_rate()]), flush=True)
+
+
+def installed(names):
+    import importlib.util
+
+    return [n for n in names if n.startswith("fastbp") or importlib.util.find_spec(MODULES[n]) is not None]
+
+
+def measure(contenders, batch, rounds, epochs, data):
+    """{contender: [epoch seconds]} from ``rounds`` rounds of one process per contender in turn."""
+    times = {c: [] for c in contenders}
+    for r in range(rounds):
+        for c in (contenders if r % 2 == 0 else contenders[::-1]):
+            out = subprocess.run([sys.executable, __file__, "--data", data, "--epochs", str(epochs),
+                                  "--worker", c, str(batch)], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"{c} (batch {batch}) failed:\n{out.stderr[-3000:]}")
+            times[c] += json.loads(out.stdout.strip().splitlines()[-1])
+    return times
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per process (default 1)")
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    parser.add_argument("--json", default=None, help="also write the results here (report.py reads them)")
     parser.add_argument("--data", default=None)
     parser.add_argument("--worker", nargs=2, metavar=("NAME", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--describe", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.describe:
+        return describe(args.describe)
     data = args.data or os.environ.get("FASTBP_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
     if args.worker:
-        return worker(args.worker[0], data, int(args.worker[1]))
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    rate = blas_rate()
+        return worker(args.worker[0], data, int(args.worker[1]), args.epochs)
+    contenders = installed(["fastbp"] + [c for c in args.contenders if c != "fastbp"])
+    out = subprocess.run([sys.executable, __file__, "--describe", *[c for c in contenders if ":" not in c]], capture_output=True, text=True,
+                         check=True)
+    lines, rate = json.loads(out.stdout.strip().splitlines()[-1])
     floor = epoch_flops(60000) / rate
-    print(f"fastbp {fastbp.__version__} ({fastbp._backend.auto_backend()}), torch "
-          f"{torch.__version__ if torch else 'not installed'}, {THREADS} threads, {args.rounds} rounds (medians); "
-          f"BLAS {rate / 1e9:.0f} GFLOP/s -> matrix-product floor {floor:.3f} s/epoch")
-    print(f"{'batch':>5} {'fastbp s':>9} {'torch s':>9} {'speedup':>8} {'x floor':>8}")
+    print("\n".join(lines))
+    print(f"{THREADS} threads, {args.rounds} rounds x {args.epochs} epochs, one process at a time (medians); "
+          f"NumPy's BLAS {rate / 1e9:.0f} GFLOP/s -> matrix-product floor {floor:.3f} s/epoch "
+          f"({epoch_flops(60000) / 1e9:.1f} GFLOP)")
+    results = {"environment": lines, "floor_s": floor, "blas_gflops": rate / 1e9, "batches": {}}
+    print(f"{'batch':>5} {'contender':<14} {'epoch s':>8} {'fastest':>8} {'/ fastbp':>9} {'x floor':>8}")
     for batch in args.batches:
-        names = ["fastbp"] + (["torch"] if torch is not None else [])
-        procs = {name: subprocess.Popen([sys.executable, __file__, "--data", data, "--worker", name, str(batch)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                 for name in names}
-        for p in procs.values():
-            assert p.stdout.readline().strip() == "ready"
-        times = {k: [] for k in procs}
-        for _ in range(args.rounds):
-            for name, p in procs.items():
-                time.sleep(GAP_S)
-                p.stdin.write("run\n")
-                p.stdin.flush()
-                times[name].append(float(p.stdout.readline()))
-        for p in procs.values():
-            p.stdin.close()
-            p.wait()
+        times = measure(contenders, batch, args.rounds, args.epochs, data)
+        results["batches"][str(batch)] = times
         ours = statistics.median(times["fastbp"])
-        if torch is not None:
-            theirs = statistics.median(times["torch"])
-            ratio = statistics.median(t / o for t, o in zip(times["torch"], times["fastbp"]))
-            print(f"{batch:>5} {ours:>9.3f} {theirs:>9.3f} {ratio:>7.2f}x {ours / floor:>7.2f}x")
-        else:
-            print(f"{batch:>5} {ours:>9.3f} {'-':>9} {'-':>8} {ours / floor:>7.2f}x")
-        for name, ts in times.items():  # the rounds themselves: this machine's state shows in them
-            print(f"{'':>5} {name} rounds: " + " ".join(f"{t:.2f}" for t in ts))
+        for c, ts in times.items():
+            med = statistics.median(ts)
+            print(f"{batch:>5} {c:<14} {med:>8.3f} {min(ts):>8.3f} {med / ours:>8.2f}x {med / floor:>7.2f}x")
+        for c, ts in times.items():
+            print(f"{'':>5}   {c} epochs: " + " ".join(f"{t:.2f}" for t in ts))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 

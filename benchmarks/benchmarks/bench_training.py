@@ -1,10 +1,10 @@
 """One epoch of the classic MNIST example (784-128 relu-10 softmax, Adam, sparse CE)."""
 import numpy as np
 
-from .common import fastbp_backend, fastbp_mnist_epoch, mnist_dir, torch_mnist_epoch
+from .common import EPOCHS, fastbp_backend, fastbp_mnist_epoch, mnist_dir
 
 BATCHES = [32, 128]
-CONTENDERS = ["fastbp:numba", "fastbp:cython", "fastbp:numpy", "torch"]
+CONTENDERS = ["fastbp:numba", "fastbp:cython", "fastbp:numpy", "torch", "tensorflow", "sklearn"]
 
 
 def _data():
@@ -34,7 +34,7 @@ class MnistEpoch:
             except ImportError as exc:
                 raise NotImplementedError(f"fastbp.nn at this commit: {exc}") from None
         else:
-            self.fn = torch_mnist_epoch(x, y, batch)
+            self.fn = EPOCHS[backend](x, y, batch)
 
     def time_epoch(self, backend, batch):
         self.fn()
@@ -48,7 +48,34 @@ class MnistEpoch:
 
     track_samples_per_second.unit = "samples/s"
 
-    def peakmem_epoch(self, backend, batch):
-        self.fn()
+
+
+class MnistEpochMemory:
+    """Megabytes one epoch (the first, with the model's construction) adds to the process, measured
+    in a fresh process per contender (epoch_memory.py): the interpreter, libraries and data left out."""
+    params = [CONTENDERS, BATCHES]
+    param_names = ["backend", "batch"]
+    timeout = 600
+
+    def setup(self, backend, batch):
+        mnist_dir()  # (NotImplementedError without the data)
+
+    def track_epoch_memory(self, backend, batch):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        out = subprocess.run([sys.executable, str(Path(__file__).with_name("epoch_memory.py")), backend, str(batch)],
+                             capture_output=True, text=True)
+        lines = out.stdout.strip().splitlines()
+        if out.returncode != 0 or not lines:
+            skipped = "NotImplementedError: "
+            reason = next((ln for ln in out.stderr.splitlines()[::-1] if ln.startswith(skipped)), None)
+            if reason:
+                raise NotImplementedError(reason[len(skipped):])
+            raise RuntimeError(f"epoch_memory.py {backend} {batch} failed:\n{out.stderr[-2000:]}")
+        return float(lines[-1])
+
+    track_epoch_memory.unit = "MB"
 
 

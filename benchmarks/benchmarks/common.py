@@ -1,7 +1,9 @@
 """Shared parameters and helpers of the asv suite.
 
 The ``backend`` parameter holds fastbp's backends ("fastbp:numba", ...) and the peers the
-dashboard compares them with ("numpy": plain NumPy expressions, "torch": PyTorch CPU).
+dashboard compares them with ("numpy": plain NumPy expressions, "torch": PyTorch CPU; for the
+training epoch also "tensorflow": Keras on TensorFlow CPU, and "sklearn": MLPClassifier).
+``bench_environment`` records which BLAS each of them calls and the CPU.
 A contender that cannot run here raises NotImplementedError in ``setup``, which asv shows as
 skipped. Compilation happens in ``setup``, never in the timed region.
 """
@@ -49,6 +51,29 @@ def torch_or_skip():
         raise NotImplementedError("torch is not installed") from None
     torch.set_num_threads(THREADS)
     return torch
+
+
+def tensorflow_or_skip():
+    """TensorFlow, on THREADS threads, or NotImplementedError when it is not installed."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise NotImplementedError("tensorflow is not installed (the compare extra)") from None
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    except RuntimeError:  # already initialized in this process: the setting stands
+        pass
+    return tf
+
+
+def sklearn_or_skip():
+    try:
+        import sklearn.neural_network
+    except ImportError:
+        raise NotImplementedError("scikit-learn is not installed (the sklearn extra)") from None
+    return sklearn.neural_network
 
 
 def contender(backend, fastbp, numpy, torch):
@@ -129,3 +154,37 @@ def torch_mnist_epoch(x, y, batch):
             loss_fn(net(tx[idx]), ty[idx]).backward()
             opt.step()
     return epoch
+
+
+def tensorflow_mnist_epoch(x, y, batch):
+    """The same epoch in Keras on TensorFlow (the seed's own framework): Sequential, Adam, sparse CE,
+    shuffled batches; compiled and warmed up on a slice."""
+    tf = tensorflow_or_skip()
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([tf.keras.Input((784,)), tf.keras.layers.Dense(128, activation="relu"),
+                                 tf.keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x[:batch * 4], y[:batch * 4], batch_size=batch, epochs=1, verbose=0)
+    return lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+
+
+def sklearn_mnist_epoch(x, y, batch):
+    """The same epoch in scikit-learn: MLPClassifier (128 relu, Adam at 1e-3, log-loss), one
+    ``partial_fit`` over the data (one pass, shuffled batches); its BLAS on THREADS threads."""
+    from threadpoolctl import threadpool_limits
+
+    neural = sklearn_or_skip()
+    model = neural.MLPClassifier(hidden_layer_sizes=(128,), solver="adam", learning_rate_init=1e-3,
+                                 batch_size=batch, random_state=0)
+    classes = np.arange(10)
+    model.partial_fit(x[:batch * 4], y[:batch * 4], classes=classes)
+
+    def epoch():
+        with threadpool_limits(THREADS, user_api="blas"):
+            model.partial_fit(x, y)
+    return epoch
+
+
+#: the epoch builders by contender name (fastbp's take a backend too)
+EPOCHS = {"torch": torch_mnist_epoch, "tensorflow": tensorflow_mnist_epoch, "sklearn": sklearn_mnist_epoch}
