@@ -126,7 +126,8 @@ def write_pages(out, kernels, kernels_cython, training, command):
     intro = (f"Measured {stamp} with `{command}`. Contenders ran one process at a time (epochs) or "
              f"alternately in rounds (kernels), 2 threads each; medians. Ratios above 1 mean fastbp is faster.")
     md = ["# fastbp benchmark report", "", intro, "", *[f"- {line}" for line in env], ""]
-    page = ["<!doctype html><html><head><meta charset='utf-8'><title>fastbp benchmark report</title>",
+    page = ["<!doctype html><html><head><meta charset='utf-8'><title>fastbp benchmark report</title>"
+            "<link rel='icon' href='data:,'>",
             "<style>body{font-family:sans-serif;max-width:960px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}</style></head><body>",
             "<h1>fastbp benchmark report</h1>", f"<p>{html.escape(intro)}</p><ul>",

@@ -19,9 +19,13 @@ export FASTBP_BENCH_NO_TORCH=1
 asv machine --yes > /dev/null
 asv check --python=same
 log=$(mktemp)
-asv run --quick --python=same --show-stderr 2>&1 | tee "$log"
+# (recorded for this commit, so that the published dashboard below has data to draw)
+asv run --quick --python=same --show-stderr --set-commit-hash "$(git rev-parse HEAD)" 2>&1 | tee "$log"
 if grep -qE "(^|\s)failed$|Traceback \(most recent call last\)" "$log"; then
     echo "ci/bench_quick.sh: some benchmarks failed (see above)" >&2
     exit 1
 fi
 echo "ci/bench_quick.sh: every benchmark ran (or was skipped with its reason)"
+# the dashboard as a reader opens it: published, offline, in headless Chromium, with the report
+python publish_dashboard.py
+python check_pages.py --site .asv/html --report ../docs/benchmarks
