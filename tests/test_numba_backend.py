@@ -182,7 +182,7 @@ def test_kernels_call_a_one_thread_openblas_of_their_own(tmp_path):
     (float64) accuracy."""
     import scipy_openblas32
 
-    env = {"FASTBP_BLAS": ""}
+    env = {"FASTBP_BLAS": "openblas"}  # (the automatic choice is MKL on an Intel CPU with the mkl extra)
     own, own_dir = _run_blas_script(tmp_path, "own", **env)
     lib = os.path.realpath(os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True)))
     assert own["private"] and own["source"].startswith("scipy-openblas32") and own["cython_source"] == own["source"]
