@@ -97,7 +97,7 @@ def graph_state(driver, url, timeout=60):
     state, deadline = None, time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = driver.execute_script(GRAPH_STATE)
-        if state and state[0] and state[1] > 0:
+        if state and state[0] and all(total > 0 for _, total in state[0]):  # plotted, every series loaded
             time.sleep(0.5)  # (a second draw may follow the first as the series load)
             return driver.execute_script(GRAPH_STATE)
         time.sleep(0.25)
