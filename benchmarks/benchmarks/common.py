@@ -76,6 +76,22 @@ def sklearn_or_skip():
     return sklearn.neural_network
 
 
+def runnable_or_skip(backend):
+    """NotImplementedError (asv: skipped) when ``backend`` cannot run here, without importing or
+    starting the peer: for benchmarks that run it in a process of their own (asv counts an
+    exception raised by the benchmark itself, this one too, as a failure, so it belongs in setup)."""
+    import importlib.util
+
+    if backend.startswith("fastbp:"):
+        fastbp_backend(backend)
+        return
+    if backend == "torch" and os.environ.get("FASTBP_BENCH_NO_TORCH"):
+        raise NotImplementedError("PyTorch contenders are off (FASTBP_BENCH_NO_TORCH)")
+    module = {"torch": "torch", "tensorflow": "tensorflow", "sklearn": "sklearn", "numpy": "numpy"}[backend]
+    if importlib.util.find_spec(module) is None:
+        raise NotImplementedError(f"{module} is not installed (the compare extra)")
+
+
 def contender(backend, fastbp, numpy, torch):
     """The callable timed for ``backend``, made by the builder for its kind: ``fastbp(K, name)``
     (fastbp's kernels module and backend name), ``numpy()``, or ``torch(torch)``. It is called
